@@ -1,0 +1,217 @@
+"""Frame-level codec API: `Codec.encode(image, group_map, qualities) -> EncodedFrame` and
+`Codec.decode(frame, groups=...) -> DecodedFrame`.
+
+A frame is a set of independently decodable groups; decoding any subset reads and decodes only
+those groups' records. Encrypted groups need the key whose id their record names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from roistream import paths
+
+from . import crypto
+from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, check_crc, check_header, parse_frame,
+                        record_binding, record_block_mask, record_crc)
+from .coder import GroupCoder
+from .errors import BitstreamError, CorruptStreamError, DecryptionError
+from .gain import dequantize_quality, quantize_quality
+from .geometry import BLOCK, block_grid_shape, pad_image, rle_encode
+from .runtime import Backend
+from .weights import CodecWeights, load_weights
+
+
+@dataclass(frozen=True)
+class BBox:
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y, self.y + self.height), slice(self.x, self.x + self.width)
+
+
+@dataclass
+class DecodedGroup:
+    group_id: int
+    label: str
+    score: float
+    quality: float
+    bbox: BBox
+    pixels: np.ndarray  # uint8 [bbox.height, bbox.width, 3], black outside the mask
+    mask: np.ndarray  # bool [bbox.height, bbox.width]: the group's pixels
+
+
+@dataclass
+class DecodedFrame:
+    width: int
+    height: int
+    groups: dict[int, DecodedGroup] = field(default_factory=dict)
+    failures: dict[int, BitstreamError] = field(default_factory=dict)
+
+    @property
+    def image(self) -> np.ndarray:
+        """The decoded groups composited on a black frame [H, W, 3] uint8."""
+        canvas = np.zeros((self.height, self.width, 3), np.uint8)
+        for g in self.groups.values():
+            region = canvas[g.bbox.slices]
+            region[g.mask] = g.pixels[g.mask]
+        return canvas
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Pixels covered by the decoded groups [H, W] bool."""
+        out = np.zeros((self.height, self.width), bool)
+        for g in self.groups.values():
+            out[g.bbox.slices] |= g.mask
+        return out
+
+
+def block_bbox(block_mask: np.ndarray, width: int, height: int) -> BBox:
+    rows = np.flatnonzero(block_mask.any(axis=1))
+    cols = np.flatnonzero(block_mask.any(axis=0))
+    x0, y0 = int(cols[0]) * BLOCK, int(rows[0]) * BLOCK
+    x1, y1 = min((int(cols[-1]) + 1) * BLOCK, width), min((int(rows[-1]) + 1) * BLOCK, height)
+    return BBox(x0, y0, max(x1 - x0, 0), max(y1 - y0, 0))
+
+
+def _to_rgb_float(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
+    return pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+class Codec:
+    """Encoder and decoder for roistream frames with one set of weights."""
+
+    def __init__(self, weights: CodecWeights, backend: Backend | None = None):
+        self.weights = weights
+        self.coder = GroupCoder(weights, backend)
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, backend: Backend | None = None) -> "Codec":
+        """Load a weights file (default: the weights shipped in the repository)."""
+        return cls(load_weights(Path(path) if path else paths.DEFAULT_WEIGHTS), backend)
+
+    @property
+    def weights_id(self) -> str:
+        return self.weights.weights_id
+
+    # ---- encoding ----
+    def encode(self, image: np.ndarray, group_map: np.ndarray, qualities: float | Mapping[int, float] = 0.5, *,
+               labels: Mapping[int, str] | None = None, scores: Mapping[int, float] | None = None,
+               stream_id: str = "", frame_index: int = 0, timestamp_us: int | None = None,
+               key: crypto.EncryptionKey | None = None, encrypt: Iterable[int] = (),
+               groups: Iterable[int] | None = None) -> EncodedFrame:
+        """Code each group of `group_map` (block grid of the padded frame, 0 = background).
+
+        qualities: one q for all groups or a q per group id. `encrypt` lists group ids sealed with
+        `key`. `groups` restricts which groups are coded (e.g. to skip the background).
+        """
+        height, width = image.shape[:2]
+        grid = block_grid_shape(height, width)
+        group_map = np.asarray(group_map)
+        if group_map.shape != grid:
+            raise ValueError(f"group map is {group_map.shape}, a {width}x{height} frame needs {grid}")
+        encrypt = set(encrypt)
+        if encrypt and key is None:
+            raise ValueError("groups to encrypt were given without a key")
+        padded = _to_rgb_float(image)
+        frame = EncodedFrame()
+        h = frame.header
+        h.format_version, h.weights_id = BITSTREAM_VERSION, self.weights_id
+        h.width, h.height, h.stream_id, h.frame_index = width, height, stream_id, frame_index
+        h.timestamp_us = time.time_ns() // 1000 if timestamp_us is None else timestamp_us
+        ids = [int(i) for i in np.unique(group_map)]
+        if groups is not None:
+            wanted = set(groups)
+            ids = [i for i in ids if i in wanted]
+        for gid in ids:
+            q = qualities if isinstance(qualities, (int, float)) else qualities.get(gid, 0.5)
+            self._encode_group(frame, padded, group_map == gid, gid, quantize_quality(float(q)),
+                               (labels or {}).get(gid, "background" if gid == 0 else ""),
+                               float((scores or {}).get(gid, 0.0)), key if gid in encrypt else None)
+        return frame
+
+    def _encode_group(self, frame: EncodedFrame, padded: np.ndarray, block_mask: np.ndarray, gid: int,
+                      q_index: int, label: str, score: float, key: crypto.EncryptionKey | None) -> None:
+        payload, _ = self.coder.encode(padded, block_mask, q_index)
+        rec = frame.groups.add()
+        rec.group_id, rec.label, rec.score, rec.quality = gid, label, score, q_index
+        box = block_bbox(block_mask, frame.header.width, frame.header.height)
+        rec.bbox.x, rec.bbox.y, rec.bbox.width, rec.bbox.height = box.x, box.y, box.width, box.height
+        rec.block_runs.extend(rle_encode(block_mask))
+        if key is not None:
+            rec.encryption.algorithm, rec.encryption.key_id = crypto.ALGORITHM, key.key_id
+            nonce, payload = crypto.seal(key, payload, record_binding(frame.header, rec))
+            rec.encryption.nonce = nonce
+        rec.payload = payload
+        rec.crc32 = record_crc(frame.header, rec)
+
+    # ---- decoding ----
+    def decode_group(self, header, record: GroupRecord, keys: crypto.Keyring | None = None) -> DecodedGroup:
+        """Decode one group record (checks CRC, key and weights first)."""
+        check_header(header, self.weights_id)
+        check_crc(header, record)
+        payload = record.payload
+        what = f"group {record.group_id}"
+        if record.HasField("encryption"):
+            enc = record.encryption
+            if enc.algorithm != crypto.ALGORITHM:
+                raise DecryptionError(f"{what}: unsupported encryption {enc.algorithm!r}")
+            key = keys.get(enc.key_id) if keys else None
+            if key is None:
+                raise DecryptionError(f"{what} is encrypted with key {enc.key_id!r}, which was not given")
+            payload = crypto.open_sealed(key, enc.nonce, payload, record_binding(header, record), what)
+        block_mask = record_block_mask(header, record)
+        if record.quality > 255:
+            raise CorruptStreamError(f"{what}: quality {record.quality} out of range")
+        out = self.coder.decode(payload, block_mask, record.quality)
+        box = block_bbox(block_mask, header.width, header.height)
+        rows, cols = out.crop.pixel_slices
+        oy, ox = box.y - rows.start, box.x - cols.start
+        region = (slice(oy, oy + box.height), slice(ox, ox + box.width))
+        pixels = np.rint(out.pixels.transpose(1, 2, 0)[region] * 255).astype(np.uint8)
+        return DecodedGroup(record.group_id, record.label, float(record.score), dequantize_quality(record.quality),
+                            box, pixels, out.pixel_mask[region].copy())
+
+    def decode(self, frame: EncodedFrame | bytes, groups: Iterable[int] | None = None,
+               labels: Iterable[str] | None = None, keys: crypto.Keyring | None = None,
+               on_error: str = "raise") -> DecodedFrame:
+        """Decode the selected groups (all by default; `groups` ids and/or `labels` select).
+
+        on_error="raise" raises the first BitstreamError; "skip" records failures per group in
+        DecodedFrame.failures and decodes the others.
+        """
+        if on_error not in ("raise", "skip"):
+            raise ValueError("on_error must be 'raise' or 'skip'")
+        if not isinstance(frame, EncodedFrame):
+            frame = parse_frame(frame)
+        check_header(frame.header, self.weights_id)
+        wanted_ids = None if groups is None else set(groups)
+        wanted_labels = None if labels is None else set(labels)
+        out = DecodedFrame(frame.header.width, frame.header.height)
+        seen: set[int] = set()
+        for record in frame.groups:
+            if record.group_id in seen:
+                raise CorruptStreamError(f"group {record.group_id} appears twice")
+            seen.add(record.group_id)
+            if wanted_ids is not None and record.group_id not in wanted_ids:
+                continue
+            if wanted_labels is not None and record.label not in wanted_labels:
+                continue
+            try:
+                out.groups[record.group_id] = self.decode_group(frame.header, record, keys)
+            except BitstreamError as exc:
+                if on_error == "raise":
+                    raise
+                out.failures[record.group_id] = exc
+        return out

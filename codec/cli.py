@@ -1,0 +1,158 @@
+"""Codec subcommands: encode, decode, info, keygen, train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _parse_ids(text: str | None) -> list[int] | None:
+    return None if text is None else [int(t) for t in text.split(",") if t.strip()]
+
+
+def _parse_words(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _read_group_map(path: Path, height: int, width: int) -> np.ndarray:
+    import cv2
+
+    from .geometry import group_map_from_label_image
+
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if labels is None:
+        raise SystemExit(f"error: cannot read group mask {path}")
+    if labels.ndim == 3:
+        labels = labels[..., 0]
+    return group_map_from_label_image(labels.astype(np.int64), height, width)
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from .api import Codec
+    from .crypto import EncryptionKey
+    from .data import load_rgb
+    from .geometry import block_grid_shape
+
+    image = load_rgb(args.image)
+    h, w = image.shape[:2]
+    group_map = _read_group_map(args.groups, h, w) if args.groups else np.zeros(block_grid_shape(h, w), np.int32)
+    ids = [int(i) for i in np.unique(group_map)]
+    qualities = {i: (args.quality if i == 0 else args.roi_quality) for i in ids}
+    labels = {i: ("background" if i == 0 else f"region{i}") for i in ids}
+    key = EncryptionKey.load(args.key) if args.key else None
+    encrypt: list[int] = []
+    if args.encrypt:
+        if key is None:
+            raise SystemExit("error: --encrypt needs --key KEYFILE")
+        wanted = set(_parse_words(args.encrypt) or [])
+        encrypt = [i for i in ids if labels[i] in wanted or str(i) in wanted or ("roi" in wanted and i)]
+    codec = Codec.load(args.weights)
+    frame = codec.encode(image, group_map, qualities, labels=labels, key=key, encrypt=encrypt)
+    data = frame.SerializeToString()
+    args.output.write_bytes(data)
+    bpp = len(data) * 8 / (h * w)
+    print(json.dumps({"output": str(args.output), "bytes": len(data), "bpp": round(bpp, 4),
+                      "groups": len(frame.groups), "encrypted": encrypt}))
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .api import Codec
+    from .crypto import EncryptionKey, Keyring
+
+    keys = Keyring([EncryptionKey.load(args.key)]) if args.key else None
+    codec = Codec.load(args.weights)
+    decoded = codec.decode(args.input.read_bytes(), groups=_parse_ids(args.groups), labels=_parse_words(args.classes),
+                           keys=keys, on_error="skip")
+    cv2.imwrite(str(args.output), cv2.cvtColor(decoded.image, cv2.COLOR_RGB2BGR))
+    for gid, err in decoded.failures.items():
+        print(f"warning: group {gid} not decoded: {err}", file=sys.stderr)
+    print(json.dumps({"output": str(args.output), "decoded": sorted(decoded.groups), "failed": sorted(decoded.failures)}))
+    return 0 if decoded.groups or not decoded.failures else 1
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .bitstream import parse_frame
+
+    frame = parse_frame(args.input.read_bytes())
+    h = frame.header
+    groups = [{
+        "group_id": g.group_id, "label": g.label, "score": round(g.score, 4),
+        "bbox": [g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height], "quality": round(g.quality / 255, 4),
+        "bytes": len(g.payload), "encrypted": g.HasField("encryption"),
+        **({"key_id": g.encryption.key_id} if g.HasField("encryption") else {}),
+    } for g in frame.groups]
+    print(json.dumps({"format_version": h.format_version, "weights_id": h.weights_id, "width": h.width,
+                      "height": h.height, "stream_id": h.stream_id, "frame_index": h.frame_index,
+                      "timestamp_us": h.timestamp_us, "bytes": frame.ByteSize(), "groups": groups}, indent=2))
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .crypto import EncryptionKey
+
+    key = EncryptionKey.generate()
+    key.save(args.output)
+    print(json.dumps({"key_file": str(args.output), "key_id": key.key_id}))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .train import TrainConfig, train
+
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, seed=args.seed,
+                      checkpoint_minutes=args.checkpoint_minutes, device=args.device, init=args.init)
+    path = train(cfg)
+    print(f"weights written to {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="encode an image into a roistream frame")
+    p.add_argument("image", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--quality", type=float, default=0.5, help="background quality q in [0, 1]")
+    p.add_argument("--roi-quality", type=float, default=0.8, help="quality of the groups in --groups")
+    p.add_argument("--groups", type=Path, help="integer label image (0 = background), one group per label")
+    p.add_argument("--encrypt", help="labels or group ids to encrypt (comma separated; 'roi' = every object group)")
+    p.add_argument("--key", type=Path, help="key file (roistream keygen)")
+    p.add_argument("--weights", type=Path, help="codec weights file (default: shipped weights)")
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("decode", help="decode a roistream frame (all groups, or the selected ones)")
+    p.add_argument("input", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--groups", help="group ids to decode, comma separated")
+    p.add_argument("--classes", help="labels to decode, comma separated")
+    p.add_argument("--key", type=Path, help="key file for encrypted groups")
+    p.add_argument("--weights", type=Path)
+    p.set_defaults(func=_decode)
+
+    p = sub.add_parser("info", help="describe a roistream frame as JSON")
+    p.add_argument("input", type=Path)
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("keygen", help="create an AES-256-GCM key file")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=_keygen)
+
+    p = sub.add_parser("train", help="train the codec (resumes from OUT/checkpoint.pt)")
+    p.add_argument("--out", type=Path, default=Path("runs/codec"))
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--init", type=Path, help="weights file to start from when OUT has no checkpoint")
+    p.set_defaults(func=_train)

@@ -1,0 +1,95 @@
+"""The coding path of one group: pixels -> bytes and bytes -> pixels.
+
+A group is computed on its crop (the 64-px aligned bounding box of its blocks) with every pixel
+outside its blocks set to zero; encoder and decoder derive the same crop from the transmitted
+block mask. Table cells and means come from z-hat through the integer hyper-synthesis, so the
+symbols decode exactly whatever hardware ran the analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import entropy
+from .errors import CorruptStreamError
+from .geometry import Crop, group_crop, hyper_mask, upsample_blocks
+from .intnet import OUT_FRAC, run_float64
+from .runtime import Backend, TorchBackend, TransformSet
+from .weights import CodecWeights
+
+
+@dataclass
+class GroupPixels:
+    """A decoded group on its crop: RGB float [3, h, w] in [0, 1], zero outside `pixel_mask`."""
+
+    crop: Crop
+    pixels: np.ndarray
+    pixel_mask: np.ndarray  # bool [h, w]
+    y_hat: np.ndarray  # [M, h/16, w/16] gained latents as decoded (for tests and analysis)
+
+
+class GroupCoder:
+    def __init__(self, weights: CodecWeights, backend: Backend | None = None):
+        self.weights = weights
+        self.transforms = TransformSet(weights)
+        self.backend: Backend = backend or TorchBackend(self.transforms)
+        self.y_models = entropy.TableModels(weights.y_tables)
+        self.z_models = entropy.TableModels(weights.z_tables)
+        self._n_sigma = weights.sigma_levels.size
+
+    def hyper_parameters(self, z_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z-hat [N, h, w] (int64) -> GGM mean (float64) and table cell (int64), each [M, 4h, 4w]."""
+        out = run_float64(self.weights.hs_layers, z_int[None])[0]
+        m = self.weights.config.m
+        mean_int, log_sigma_int, beta_logit_int = out[:m], out[m : 2 * m], out[2 * m :]
+        beta_idx = np.searchsorted(self.weights.beta_thresholds, beta_logit_int, side="right")
+        sigma_idx = np.searchsorted(self.weights.sigma_thresholds, log_sigma_int, side="right")
+        sigma_idx = np.maximum(sigma_idx, self.weights.min_sigma_index[beta_idx])
+        return mean_int / float(2**OUT_FRAC), beta_idx * self._n_sigma + sigma_idx
+
+    def _z_cells(self, count: int) -> np.ndarray:
+        return np.repeat(np.arange(self.weights.config.n, dtype=np.int64), count)
+
+    def encode(self, padded: np.ndarray, block_mask: np.ndarray, q_index: int) -> tuple[bytes, np.ndarray]:
+        """padded: float32 [3, H, W] in [0, 1] on the 64-px grid; block_mask: bool block grid.
+
+        Returns the payload and the quantized latents (y-hat, gained) on the crop.
+        """
+        crop = group_crop(block_mask)
+        local = block_mask[crop.block_slices]
+        rows, cols = crop.pixel_slices
+        x = padded[:, rows, cols] * upsample_blocks(local)[None]
+        gain, _ = self.transforms.gain_vectors(q_index)
+        y, z = self.backend.analyze(x[None].astype(np.float32), local[None, None].astype(np.float32), gain[None])
+        z_mask = hyper_mask(local)
+        z_int = np.rint(z[0]).astype(np.int64) * z_mask
+        mean, cells = self.hyper_parameters(z_int)
+        symbols = np.rint(y[0].astype(np.float64) - mean).astype(np.int64)
+        encoder = entropy.new_encoder()
+        z_values = z_int[:, z_mask]
+        entropy.encode_symbols(encoder, z_values.ravel(), self._z_cells(z_values.shape[1]), self.z_models)
+        entropy.encode_symbols(encoder, symbols[:, local].ravel(), cells[:, local].ravel(), self.y_models)
+        y_hat = np.where(local[None], symbols + mean, 0.0)
+        return entropy.finish(encoder), y_hat
+
+    def decode(self, payload: bytes, block_mask: np.ndarray, q_index: int) -> GroupPixels:
+        crop = group_crop(block_mask)
+        local = block_mask[crop.block_slices]
+        z_mask = hyper_mask(local)
+        decoder = entropy.new_decoder(payload)
+        try:
+            z_values = entropy.decode_symbols(decoder, self._z_cells(int(z_mask.sum())), self.z_models)
+            z_int = np.zeros((self.weights.config.n, *z_mask.shape), np.int64)
+            z_int[:, z_mask] = z_values.reshape(self.weights.config.n, -1)
+            mean, cells = self.hyper_parameters(z_int)
+            symbols = entropy.decode_symbols(decoder, cells[:, local].ravel(), self.y_models)
+        except (ValueError, RuntimeError, OverflowError) as exc:  # constriction reports bad data this way
+            raise CorruptStreamError(f"payload does not decode: {exc}") from None
+        y_hat = np.zeros(mean.shape, np.float64)
+        y_hat[:, local] = symbols.reshape(self.weights.config.m, -1) + mean[:, local]
+        _, inverse = self.transforms.gain_vectors(q_index)
+        pixels = self.backend.synthesize(y_hat[None].astype(np.float32), inverse[None])[0]
+        pixel_mask = upsample_blocks(local)
+        return GroupPixels(crop, pixels * pixel_mask[None], pixel_mask, y_hat)

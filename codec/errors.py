@@ -1,0 +1,22 @@
+"""The one documented exception family for bad streams.
+
+Every problem with a stream or group record (unparseable bytes, truncation, failed CRC, weights
+mismatch, failed decryption, missing key) raises a `BitstreamError` subclass with a message that
+says what is wrong; callers that only care that a stream is bad catch `BitstreamError`.
+"""
+
+
+class BitstreamError(ValueError):
+    """A stream or group record cannot be decoded."""
+
+
+class CorruptStreamError(BitstreamError):
+    """The bytes are not a valid roistream frame or group (truncated, bit flips, random data)."""
+
+
+class WeightsMismatchError(BitstreamError):
+    """The stream was coded with other codec weights than the decoder holds."""
+
+
+class DecryptionError(BitstreamError):
+    """An encrypted group cannot be opened: no key with its key id, or authentication failed."""

@@ -1,0 +1,39 @@
+"""Building blocks of the transforms: GDN, strided convolutions, straight-through rounding."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round with an identity gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Balle et al.), or its inverse.
+
+    Parameters are squared so beta stays positive and gamma non-negative.
+    """
+
+    def __init__(self, channels: int, inverse: bool = False, gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.ones(channels))
+        self.gamma = nn.Parameter(torch.eye(channels) * gamma_init**0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        beta = self.beta**2 + 1e-6
+        gamma = (self.gamma**2)[:, :, None, None]
+        norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
+        return x * norm if self.inverse else x / norm
