@@ -134,6 +134,7 @@ class Codec:
         if groups is not None:
             wanted = set(groups)
             ids = [i for i in ids if i in wanted]
+        h.group_ids.extend(ids)
         for gid in ids:
             q = qualities if isinstance(qualities, (int, float)) else qualities.get(gid, 0.5)
             self._encode_group(frame, padded, group_map == gid, gid, quantize_quality(float(q)),
@@ -199,11 +200,16 @@ class Codec:
         wanted_ids = None if groups is None else set(groups)
         wanted_labels = None if labels is None else set(labels)
         out = DecodedFrame(frame.header.width, frame.header.height)
-        seen: set[int] = set()
+        present = [r.group_id for r in frame.groups]
+        if len(set(present)) != len(present):
+            raise CorruptStreamError("a group appears twice in the frame")
+        if not set(present) <= set(frame.header.group_ids):
+            raise CorruptStreamError("the frame holds groups its header does not list")
+        needed = set(frame.header.group_ids) if wanted_ids is None else wanted_ids & set(frame.header.group_ids)
+        missing = sorted(needed - set(present))
+        if missing and wanted_labels is None:
+            raise CorruptStreamError(f"the frame is missing group(s) {missing} (truncated stream?)")
         for record in frame.groups:
-            if record.group_id in seen:
-                raise CorruptStreamError(f"group {record.group_id} appears twice")
-            seen.add(record.group_id)
             if wanted_ids is not None and record.group_id not in wanted_ids:
                 continue
             if wanted_labels is not None and record.label not in wanted_labels:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -23,7 +22,9 @@ def ste_round(x: Tensor) -> Tensor:
 class GDN(nn.Module):
     """Generalized divisive normalization (Balle et al.), or its inverse.
 
-    Parameters are squared so beta stays positive and gamma non-negative.
+    Parameters are squared so beta stays positive and gamma non-negative. The channel mixing is a
+    matmul rather than a 1x1 convolution: oneDNN's 1x1 convolution rounds differently with 1 and
+    2 threads, the matmul does not, so decoded pixels do not depend on the thread count.
     """
 
     def __init__(self, channels: int, inverse: bool = False, gamma_init: float = 0.1):
@@ -34,6 +35,8 @@ class GDN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         beta = self.beta**2 + 1e-6
-        gamma = (self.gamma**2)[:, :, None, None]
-        norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
+        gamma = self.gamma**2
+        b, c, h, w = x.shape
+        mixed = torch.matmul(gamma, (x * x).reshape(b, c, h * w)) + beta[:, None]
+        norm = torch.sqrt(mixed.reshape(b, c, h, w))
         return x * norm if self.inverse else x / norm
