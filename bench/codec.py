@@ -33,15 +33,11 @@ def voronoi_groups(grid: tuple[int, int], count: int, seed: int = 0) -> np.ndarr
 def entropy_throughput(codec, image: np.ndarray, q_index: int) -> tuple[float, float, int]:
     """(encode symbols/s, decode symbols/s, symbols) of the range coder on one image's y symbols."""
     from codec import entropy
-    from codec.geometry import block_grid_shape, hyper_mask, pad_image
+    from codec.geometry import block_grid_shape, pad_image
 
     padded = pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255
-    mask = np.ones(block_grid_shape(*image.shape[:2]), bool)
-    gain, _ = codec.coder.transforms.gain_vectors(q_index)
-    y, z = codec.coder.backend.analyze(padded[None], mask[None, None].astype(np.float32), gain[None])
-    mean, cells = codec.coder.hyper_parameters(np.rint(z[0]).astype(np.int64) * hyper_mask(mask))
-    symbols = np.rint(y[0].astype(np.float64) - mean).astype(np.int64).ravel()
-    cells = cells.ravel()
+    q = codec.coder.quantize(padded, np.ones(block_grid_shape(*image.shape[:2]), bool), q_index)
+    symbols, cells = q.y_symbols.ravel(), q.y_cells.ravel()
     t0 = time.perf_counter()
     enc = entropy.new_encoder()
     entropy.encode_symbols(enc, symbols, cells, codec.coder.y_models)

@@ -21,6 +21,18 @@ from .weights import CodecWeights
 
 
 @dataclass
+class GroupSymbols:
+    """One group quantized: z-hat values [N, cells], y symbols and table cells [M, blocks] (in the
+    coding order of the group's blocks), and the GGM means [M, h, w] over its crop."""
+
+    local: np.ndarray  # bool block mask on the crop
+    z_values: np.ndarray
+    y_symbols: np.ndarray
+    y_cells: np.ndarray
+    mean: np.ndarray
+
+
+@dataclass
 class GroupPixels:
     """A decoded group on its crop: RGB float [3, h, w] in [0, 1], zero outside `pixel_mask`."""
 
@@ -52,10 +64,10 @@ class GroupCoder:
     def _z_cells(self, count: int) -> np.ndarray:
         return np.repeat(np.arange(self.weights.config.n, dtype=np.int64), count)
 
-    def encode(self, padded: np.ndarray, block_mask: np.ndarray, q_index: int) -> tuple[bytes, np.ndarray]:
-        """padded: float32 [3, H, W] in [0, 1] on the 64-px grid; block_mask: bool block grid.
+    def quantize(self, padded: np.ndarray, block_mask: np.ndarray, q_index: int) -> GroupSymbols:
+        """Run the analysis of one group and quantize it: everything the entropy coder needs.
 
-        Returns the payload and the quantized latents (y-hat, gained) on the crop.
+        padded: float32 [3, H, W] in [0, 1] on the 64-px grid; block_mask: bool block grid.
         """
         crop = group_crop(block_mask)
         local = block_mask[crop.block_slices]
@@ -67,11 +79,16 @@ class GroupCoder:
         z_int = np.rint(z[0]).astype(np.int64) * z_mask
         mean, cells = self.hyper_parameters(z_int)
         symbols = np.rint(y[0].astype(np.float64) - mean).astype(np.int64)
+        return GroupSymbols(local, z_int[:, z_mask], symbols[:, local], cells[:, local], mean)
+
+    def encode(self, padded: np.ndarray, block_mask: np.ndarray, q_index: int) -> tuple[bytes, np.ndarray]:
+        """Code one group; returns the payload and the quantized latents (y-hat, gained) on its crop."""
+        q = self.quantize(padded, block_mask, q_index)
         encoder = entropy.new_encoder()
-        z_values = z_int[:, z_mask]
-        entropy.encode_symbols(encoder, z_values.ravel(), self._z_cells(z_values.shape[1]), self.z_models)
-        entropy.encode_symbols(encoder, symbols[:, local].ravel(), cells[:, local].ravel(), self.y_models)
-        y_hat = np.where(local[None], symbols + mean, 0.0)
+        entropy.encode_symbols(encoder, q.z_values.ravel(), self._z_cells(q.z_values.shape[1]), self.z_models)
+        entropy.encode_symbols(encoder, q.y_symbols.ravel(), q.y_cells.ravel(), self.y_models)
+        y_hat = np.zeros(q.mean.shape)
+        y_hat[:, q.local] = q.y_symbols + q.mean[:, q.local]
         return entropy.finish(encoder), y_hat
 
     def decode(self, payload: bytes, block_mask: np.ndarray, q_index: int) -> GroupPixels:

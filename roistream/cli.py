@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import import_module
 
 # modules that define `register(subparsers)`; imported lazily so `roistream --help` stays fast
-COMMAND_MODULES = ("codec.cli",)
+COMMAND_MODULES = (
+    "codec.cli",
+    "cloud.cli",
+    "edge.cli",
+    "export.cli",
+    "roistream.demo",
+    "bench.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,8 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. Expected failures (bad streams, bad input, missing files) print one
+    `error: ...` line and exit with status 2; set ROISTREAM_DEBUG=1 to see the traceback."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as exc:  # BitstreamError is a ValueError
+        if os.environ.get("ROISTREAM_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+"""ROI benchmark (`roistream bench roi`): ROI quality at equal total rate, on coco128-seg.
+
+The ground-truth instance masks are the groups. Modes: (a) uniform quality everywhere, (b) high
+ROI quality over the lowest background quality; WebP and AVIF at the same total bpp. For each
+image, ROI-PSNR (over the instances' pixels) is interpolated at target total bpps, then averaged
+over the images whose curves reach that target.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from roistream import paths
+
+from .baselines import at_bpp
+from .common import RESULTS, md_table, psnr, write_results
+
+UNIFORM_Q = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75)
+ROI_Q = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+TARGETS = (0.1, 0.2, 0.3)
+MAX_GROUPS = 8
+
+
+def instance_labels(item, max_groups: int = MAX_GROUPS) -> np.ndarray:
+    """Per-pixel instance ids (largest instances first, at most max_groups), 0 elsewhere."""
+    h, w = item.image.shape[:2]
+    labels = np.zeros((h, w), np.int64)
+    order = sorted(item.instances, key=lambda m: -int(m.sum()))[:max_groups]
+    for i, mask in reversed(list(enumerate(order, start=1))):
+        labels[mask] = i
+    return labels
+
+
+def _curve(codec, image, group_map, qualities_for, roi_mask) -> list[tuple[float, float, float]]:
+    h, w = image.shape[:2]
+    out = []
+    for qs in qualities_for:
+        data = codec.encode(image, group_map, qs).SerializeToString()
+        dec = codec.decode(data).image
+        out.append((len(data) * 8 / (h * w), psnr(dec, image, roi_mask), psnr(dec, image, ~roi_mask)))
+    return out
+
+
+def _at(curve: list[tuple[float, float, float]], target: float) -> float:
+    bpp = np.array([c[0] for c in curve])
+    roi = np.array([c[1] for c in curve])
+    order = np.argsort(bpp)
+    bpp, roi = bpp[order], roi[order]
+    if target < bpp[0] or target > bpp[-1]:
+        return float("nan")
+    return float(np.interp(target, bpp, roi))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=0, help="first N coco128 images with instances")
+    p.add_argument("--name", default="roi")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from codec.api import Codec
+    from codec.data import load_coco
+    from codec.geometry import group_map_from_label_image
+
+    codec = Codec.load()
+    items = [it for it in load_coco(paths.coco_dir()) if it.instances][: args.limit or None]
+    per_image = []
+    for n, item in enumerate(items):
+        image = item.image
+        h, w = image.shape[:2]
+        labels = instance_labels(item)
+        roi_mask = labels > 0
+        gm = group_map_from_label_image(labels, h, w)
+        ids = [int(i) for i in np.unique(gm)]
+        uniform = _curve(codec, image, gm, UNIFORM_Q, roi_mask)
+        roi = _curve(codec, image, gm, [{i: (q if i else 0.0) for i in ids} for q in ROI_Q], roi_mask)
+        row = {"uniform": uniform, "roi": roi, "roi_fraction": float(roi_mask.mean())}
+        for codec_name in ("webp", "avif"):
+            row[codec_name] = []
+            for t in TARGETS:
+                _, size, dec = at_bpp(image, codec_name, t)
+                row[codec_name].append((size * 8 / (h * w), psnr(dec, image, roi_mask), psnr(dec, image, ~roi_mask)))
+        per_image.append(row)
+        print(f"[{n + 1}/{len(items)}] roi {row['roi_fraction']:.0%}", flush=True)
+    summary = []
+    for ti, t in enumerate(TARGETS):
+        uni = [_at(r["uniform"], t) for r in per_image]
+        roi = [_at(r["roi"], t) for r in per_image]
+        both = [(u, r) for u, r in zip(uni, roi) if np.isfinite(u) and np.isfinite(r)]
+        webp = [r["webp"][ti][1] for r in per_image]
+        avif = [r["avif"][ti][1] for r in per_image]
+        summary.append({"target_bpp": t, "images": len(both),
+                        "uniform_roi_psnr": float(np.mean([u for u, _ in both])) if both else float("nan"),
+                        "roi_mode_roi_psnr": float(np.mean([r for _, r in both])) if both else float("nan"),
+                        "gain_db": float(np.mean([r - u for u, r in both])) if both else float("nan"),
+                        "webp_roi_psnr": float(np.mean(webp)), "avif_roi_psnr": float(np.mean(avif))})
+    _plot(summary, args.name)
+    md = "\n".join([f"# ROI benchmark: {len(items)} coco128-seg images, ground-truth instances as groups", "",
+                    f"![roi]({args.name}.png)", "",
+                    "ROI-PSNR (dB, over instance pixels) at equal total bpp; ROI mode = background at q=0.",
+                    "", md_table(["total bpp", "images", "uniform", "ROI mode", "gain dB", "WebP", "AVIF"],
+                                 [[s["target_bpp"], s["images"], s["uniform_roi_psnr"], s["roi_mode_roi_psnr"],
+                                   s["gain_db"], s["webp_roi_psnr"], s["avif_roi_psnr"]] for s in summary])])
+    result = {"images": len(items), "summary": summary, "per_image": per_image}
+    write_results(args.name, result, md)
+    print(md)
+    return result
+
+
+def _plot(summary: list[dict], name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    t = [s["target_bpp"] for s in summary]
+    for key, label in (("uniform_roi_psnr", "roistream uniform"), ("roi_mode_roi_psnr", "roistream ROI mode"),
+                       ("webp_roi_psnr", "WebP"), ("avif_roi_psnr", "AVIF")):
+        ax.plot(t, [s[key] for s in summary], "o-", label=label)
+    ax.set_xlabel("total bits per pixel")
+    ax.set_ylabel("ROI PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
