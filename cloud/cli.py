@@ -1,0 +1,180 @@
+"""Cloud subcommands: `roistream cloud serve` (the server) and `roistream query` (regions to PNG + JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+
+UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(text: str) -> int:
+    """'500M', '10G', '4096' -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 10G)")
+    return int(float(m.group(1)) * UNITS[m.group(2)])
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '12h', '7d' -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 30m, 12h, 7d)")
+    return float(m.group(1)) * SECONDS[m.group(2)]
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """'A:B' (inclusive), 'A:' (A onwards) or 'A' -> (first, last)."""
+    first, sep, last = text.partition(":")
+    try:
+        lo = int(first) if first else 0
+        hi = (int(last) if last else 2**63 - 1) if sep else lo
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a range: {text!r} (e.g. 100:200)") from None
+    return lo, hi
+
+
+def _words(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from . import log
+    from .server import CloudServer, ServerConfig
+
+    log.configure(args.log_level)
+    if args.decode_threads:
+        import torch
+
+        torch.set_num_threads(args.decode_threads)
+    config = ServerConfig(
+        data_dir=args.data, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca, tokens=args.tokens, metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host, weights=args.weights, max_message_bytes=args.max_message_size,
+        retain_age_s=args.retain_age, retain_bytes=args.retain_bytes, segment_bytes=args.segment_size,
+        max_workers=args.max_workers, grace_s=args.grace)
+    server = CloudServer(config).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def _save_region(client, region, keys, out: Path, composite: bool) -> dict:
+    """Write one region's PNG crop and mask; its JSON metadata entry (image None if it could not be decoded)."""
+    import cv2
+
+    from codec.errors import BitstreamError
+
+    rec = region.record
+    name = f"{_safe(region.stream_id)}_{region.frame_index:08d}_" + (
+        "composite" if composite and not region.encrypted else f"g{rec.group_id}")
+    entry = {"stream_id": region.stream_id, "frame_index": region.frame_index, "timestamp_us": region.timestamp_us}
+    if region.HasField("record"):
+        entry.update(group_id=rec.group_id, label=rec.label, score=round(rec.score, 4),
+                     bbox=[rec.bbox.x, rec.bbox.y, rec.bbox.width, rec.bbox.height],
+                     quality=round(rec.quality / 255, 4), encrypted=rec.HasField("encryption"),
+                     key_id=rec.encryption.key_id or None)
+    try:
+        pixels, mask = client.region_pixels(region, keys)
+    except BitstreamError as exc:
+        return {**entry, "image": None, "error": str(exc)}
+    cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out / f"{name}_mask.png"), mask.astype("uint8") * 255)
+    return {**entry, "image": f"{name}.png", "mask": f"{name}_mask.png"}
+
+
+def _query(args: argparse.Namespace) -> int:
+    import grpc
+
+    from codec.crypto import EncryptionKey, Keyring
+
+    from .client import CloudClient, region_query
+
+    keys = [EncryptionKey.load(p) for p in args.key]
+    server_decrypts = bool(keys) and args.decrypt == "server"
+    query = region_query(args.stream, labels=_words(args.classes), group_ids=[int(g) for g in _words(args.groups)],
+                         frames=args.frames, include_background=args.background, composite=args.composite,
+                         encrypted="decrypt" if server_decrypts else "ciphertext",
+                         keys=keys if server_decrypts else (), limit=args.limit)
+    token = args.token or os.environ.get("ROISTREAM_TOKEN")
+    args.out.mkdir(parents=True, exist_ok=True)
+    entries, error = [], None
+    with CloudClient(args.cloud, token=token, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                     tls=args.tls, weights=args.weights) as client:
+        try:
+            for region in client.get_regions(query):
+                entries.append(_save_region(client, region, Keyring(keys), args.out, args.composite))
+        except grpc.RpcError as exc:
+            error = f"{args.cloud}: {exc.code().name}: {exc.details()}"
+    (args.out / "regions.json").write_text(json.dumps(entries, indent=2))
+    print(json.dumps({"out": str(args.out), "regions": len(entries),
+                      "undecoded": sum(e["image"] is None for e in entries), "error": error}))
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _tls_client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
+    p.add_argument("--tls-ca", type=Path, help="PEM CA certificate that signed the server's certificate (implies TLS)")
+    p.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS")
+    p.add_argument("--tls-key", type=Path, help="client private key for mutual TLS")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    cloud = sub.add_parser("cloud", help="cloud server").add_subparsers(dest="cloud_command", required=True)
+    p = cloud.add_parser("serve", help="run the cloud gRPC server (docs/cloud.md)")
+    p.add_argument("--data", type=Path, required=True, help="data directory (index + segments)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=50051, help="0 = any free port (logged at startup)")
+    p.add_argument("--tls-cert", type=Path, help="PEM server certificate; enables TLS")
+    p.add_argument("--tls-key", type=Path, help="PEM server private key")
+    p.add_argument("--tls-client-ca", type=Path, help="PEM CA for client certificates: enables mutual TLS")
+    p.add_argument("--tokens", type=Path, help='JSON tokens file {"ingest": [...], "query": [...]}; none = no auth')
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    p.add_argument("--metrics-host", default="0.0.0.0")
+    p.add_argument("--weights", type=Path, help="codec weights for decoding (default: shipped weights)")
+    p.add_argument("--retain-age", type=parse_duration, help="delete frames stored longer ago (e.g. 7d, 12h)")
+    p.add_argument("--retain-bytes", type=parse_size, help="keep at most this much segment data (e.g. 100G)")
+    p.add_argument("--segment-size", type=parse_size, default="64M", help="segment file size (retention unit)")
+    p.add_argument("--max-message-size", type=parse_size, default="16M", help="largest accepted request")
+    p.add_argument("--max-workers", type=int, default=64, help="concurrent RPCs")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight RPCs get at shutdown")
+    p.add_argument("--decode-threads", type=int, help="torch threads for decoding (default: torch's choice)")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("query", help="fetch regions from the cloud: PNG crops + regions.json")
+    p.add_argument("--cloud", required=True, help="HOST:PORT of the server")
+    p.add_argument("--stream", default="", help="stream id (default: every stream)")
+    p.add_argument("--classes", help="labels, comma separated")
+    p.add_argument("--groups", help="group ids, comma separated")
+    p.add_argument("--frames", type=parse_range, help="frame range A:B (inclusive)")
+    p.add_argument("--background", action="store_true", help="include the background group")
+    p.add_argument("--composite", action="store_true", help="one full-frame image per frame over the background")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--key", type=Path, action="append", default=[], help="key file for encrypted groups (repeatable)")
+    p.add_argument("--decrypt", choices=("local", "server"), default="local",
+                   help="local: keys never leave this machine (default); server: send them over TLS")
+    p.add_argument("--token", help="query token (default: $ROISTREAM_TOKEN)")
+    _tls_client_args(p)
+    p.add_argument("--weights", type=Path, help="codec weights for local decoding")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_query)
+

@@ -1,0 +1,169 @@
+"""`CloudClient`: the one Python client of the cloud service, used by `roistream query`, the edge and users.
+
+It also decrypts and decodes ciphertext records locally, so an analytics user can keep keys off the
+server entirely (end-to-end encryption): ask for `encrypted="ciphertext"` and pass a Keyring to
+`region_pixels`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from codec.api import Codec
+from codec.crypto import EncryptionKey, Keyring
+from proto import bitstream_pb2, service_pb2, service_pb2_grpc
+
+from .pixels import decode_pixels
+
+Query = service_pb2.RegionQuery
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
+OUTPUTS = {"records": Query.RECORDS, "png": Query.PNG, "raw": Query.RAW_RGB}
+ENCRYPTED = {"ciphertext": Query.CIPHERTEXT, "omit": Query.OMIT, "decrypt": Query.DECRYPT}
+
+
+def region_query(stream_id: str = "", *, labels: Iterable[str] = (), group_ids: Iterable[int] = (),
+                 frames: tuple[int, int] | None = None, time: tuple[int, int] | None = None,
+                 intersects: tuple[int, int, int, int] | None = None, output: str = "png",
+                 include_background: bool = False, encrypted: str = "ciphertext",
+                 keys: Sequence[EncryptionKey] = (), limit: int = 0, composite: bool = False) -> Query:
+    """Build a RegionQuery from Python values. frames/time are inclusive (first, last) / (start_us, end_us);
+    output is "records", "png" or "raw"; encrypted is "ciphertext", "omit" or "decrypt" (with `keys`)."""
+    q = Query(stream_id=stream_id, labels=list(labels), group_ids=list(group_ids), output=OUTPUTS[output],
+              include_background=include_background, encrypted=ENCRYPTED[encrypted], limit=limit,
+              composite=composite)
+    if frames is not None:
+        q.frames.first, q.frames.last = frames
+    if time is not None:
+        q.time.start_us, q.time.end_us = time
+    if intersects is not None:
+        q.intersects.x, q.intersects.y, q.intersects.width, q.intersects.height = intersects
+    for k in keys:
+        q.keys.add(key_id=k.key_id, key=k.secret)
+    return q
+
+
+def _pem(value: bytes | Path | str | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
+class CloudClient:
+    """Connection to a roistream cloud server.
+
+    TLS: pass `tls_ca` (PEM of the CA that signed the server certificate, as bytes or a path) or
+    `tls=True` for the system roots; add `tls_cert` + `tls_key` for mutual TLS. `token` is sent as
+    `authorization: Bearer <token>` on every call.
+    """
+
+    def __init__(self, target: str, *, token: str | None = None, tls: bool = False,
+                 tls_ca: bytes | Path | str | None = None, tls_cert: bytes | Path | str | None = None,
+                 tls_key: bytes | Path | str | None = None, server_name: str | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, weights: Path | None = None):
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        self.secure = tls or tls_ca is not None or tls_cert is not None
+        if self.secure:
+            creds = grpc.ssl_channel_credentials(_pem(tls_ca), _pem(tls_key), _pem(tls_cert))
+            self._channel = grpc.secure_channel(target, creds, options)
+        else:
+            self._channel = grpc.insecure_channel(target, options)
+        self._stub = service_pb2_grpc.RoiStreamStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._weights = weights
+        self._codec: Codec | None = None
+
+    # ---- ingest ----
+    def ingest(self, frames: Iterable[bitstream_pb2.EncodedFrame], *, window: int = 8,
+               timeout: float | None = None) -> Iterator[service_pb2.IngestAck]:
+        """Send frames on one Ingest stream; yields one ack per frame, in order, each once its frame is durable.
+
+        At most `window` frames are sent and not yet acknowledged: the frames iterable is pulled only as acks
+        come back. A frame is safely stored only once its STORED (or DUPLICATE) ack arrived; after an error,
+        resend from the first unacknowledged frame (duplicates are recognised and not stored twice).
+        """
+        slots = threading.Semaphore(window)
+        done = threading.Event()
+
+        def requests():
+            for frame in frames:
+                while not slots.acquire(timeout=0.1):
+                    if done.is_set():
+                        return
+                if done.is_set():
+                    return
+                yield service_pb2.IngestRequest(frame=frame)
+
+        call = self._stub.Ingest(requests(), metadata=self._metadata, timeout=timeout)
+        try:
+            for ack in call:
+                slots.release()
+                yield ack
+        finally:
+            done.set()
+            call.cancel()
+
+    # ---- queries ----
+    def list_streams(self, timeout: float | None = None) -> list[service_pb2.StreamInfo]:
+        return list(self._stub.ListStreams(service_pb2.ListStreamsRequest(), metadata=self._metadata,
+                                           timeout=timeout).streams)
+
+    def list_frames(self, stream_id: str, *, frames: tuple[int, int] | None = None,
+                    time: tuple[int, int] | None = None, limit: int = 0,
+                    timeout: float | None = None) -> list[service_pb2.FrameInfo]:
+        req = service_pb2.ListFramesRequest(stream_id=stream_id, limit=limit)
+        if frames is not None:
+            req.frames.first, req.frames.last = frames
+        if time is not None:
+            req.time.start_us, req.time.end_us = time
+        return list(self._stub.ListFrames(req, metadata=self._metadata, timeout=timeout).frames)
+
+    def _query(self, query: Query | None, kwargs: dict) -> Query:
+        query = query if query is not None else region_query(**kwargs)
+        if query.keys and not self.secure:
+            raise ValueError("refusing to send keys over a connection without TLS; decrypt locally instead "
+                             "(encrypted='ciphertext' and region_pixels(region, keys))")
+        return query
+
+    def get_regions(self, query: Query | None = None, *, timeout: float | None = None,
+                    **kwargs) -> Iterator[service_pb2.Region]:
+        """Regions matching `query` (or a query built by `region_query(**kwargs)`), oldest first."""
+        return self._stub.GetRegions(self._query(query, kwargs), metadata=self._metadata, timeout=timeout)
+
+    def subscribe(self, query: Query | None = None, **kwargs) -> grpc.Call:
+        """Live regions of frames stored from now on; iterate it, and `.cancel()` it to stop."""
+        return self._stub.Subscribe(self._query(query, kwargs), metadata=self._metadata)
+
+    # ---- local decoding ----
+    @property
+    def codec(self) -> Codec:
+        if self._codec is None:
+            self._codec = Codec.load(self._weights)
+        return self._codec
+
+    def region_pixels(self, region: service_pb2.Region,
+                      keys: Keyring | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """RGB uint8 [h, w, 3] and bool mask [h, w] of a region's bbox, whichever form it came in: decoded by
+        the server (PNG / raw), or as a record (decrypted with `keys` if encrypted) decoded here."""
+        if region.image:
+            return decode_pixels(region)
+        if not region.record.payload:
+            raise ValueError("the region carries neither pixels nor a record payload")
+        group = self.codec.decode_group(region.header, region.record, keys)
+        return group.pixels, group.mask
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "CloudClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

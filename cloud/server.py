@@ -1,0 +1,163 @@
+"""Build, start and stop the cloud server: gRPC service, TLS, auth, health, reflection, metrics, retention.
+
+`CloudServer(config).start()` returns once the port is bound (port 0 picks a free one, read it
+back from `.port`); `stop()` shuts down gracefully: health turns NOT_SERVING, live Subscribe calls
+end, in-flight RPCs get `grace_s` to finish, and every frame already handed to storage is
+written before the storage closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from codec.api import Codec
+
+from .auth import AuthInterceptor, Tokens
+from .feed import FrameFeed
+from .metrics import Metrics
+from .regions import RegionBuilder
+from .service import SERVICE_NAME, RoiStreamService
+from .sqlite_storage import DEFAULT_SEGMENT_BYTES, SqliteSegmentStorage
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+MiB = 2**20
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 = any free port
+    tls_cert: Path | None = None  # PEM server certificate (chain); with tls_key enables TLS
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # PEM CA: clients must present a certificate it signed (mutual TLS)
+    tokens: Path | None = None  # JSON tokens file (cloud/auth.py); None = no auth
+    metrics_port: int | None = None  # Prometheus /metrics; None = off, 0 = any free port
+    metrics_host: str = "127.0.0.1"
+    weights: Path | None = None  # codec weights used to decode (default: the shipped weights)
+    max_message_bytes: int = 16 * MiB
+    retain_age_s: float | None = None
+    retain_bytes: int | None = None
+    retention_interval_s: float = 60.0
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    max_workers: int = 64  # concurrent RPCs (each Ingest / Subscribe holds one while open)
+    grace_s: float = 10.0
+
+
+def _read(path: Path | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
+class CloudServer:
+    def __init__(self, config: ServerConfig, storage: Storage | None = None, codec: Codec | None = None):
+        if bool(config.tls_cert) != bool(config.tls_key):
+            raise ValueError("TLS needs both a certificate and its key")
+        if config.tls_client_ca and not config.tls_cert:
+            raise ValueError("mutual TLS (client CA) needs server TLS (certificate and key)")
+        self.config = config
+        self.metrics = Metrics()
+        self.feed = FrameFeed()
+        self.storage = storage
+        self.codec = codec
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._grpc: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self._stopping = threading.Event()
+        self._retention: threading.Thread | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.config.tls_cert is not None
+
+    def start(self) -> "CloudServer":
+        cfg = self.config
+        tokens = Tokens.load(cfg.tokens) if cfg.tokens else None
+        if self.storage is None:
+            self.storage = SqliteSegmentStorage(cfg.data_dir, cfg.segment_bytes)
+        if self.codec is None:
+            self.codec = Codec.load(cfg.weights)
+        service = RoiStreamService(self.storage, RegionBuilder(self.storage, self.codec, self.metrics), self.feed,
+                                   self.metrics, cfg.max_message_bytes)
+        server = grpc.server(
+            ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
+            interceptors=[AuthInterceptor(tokens)] if tokens else [],
+            # the transport allows twice the limit so that a somewhat oversized message reaches the service and
+            # gets a clear INVALID_ARGUMENT; beyond that gRPC itself answers RESOURCE_EXHAUSTED
+            options=[("grpc.max_receive_message_length", 2 * cfg.max_message_bytes),
+                     ("grpc.max_send_message_length", -1)],
+            maximum_concurrent_rpcs=cfg.max_workers)
+        server.add_generic_rpc_handlers((service.handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server)
+        address = f"{cfg.host}:{cfg.port}"
+        if self.tls:
+            creds = grpc.ssl_server_credentials([(_read(cfg.tls_key), _read(cfg.tls_cert))],
+                                                root_certificates=_read(cfg.tls_client_ca),
+                                                require_client_auth=cfg.tls_client_ca is not None)
+            self.port = server.add_secure_port(address, creds)
+        else:
+            self.port = server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"cannot listen on {address}")
+        server.start()
+        self._grpc = server
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if cfg.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+        if cfg.retain_age_s is not None or cfg.retain_bytes is not None:
+            self._retention = threading.Thread(target=self._retain, name="retention", daemon=True)
+            self._retention.start()
+        log.info("server started", extra={"fields": {
+            "host": cfg.host, "port": self.port, "tls": self.tls, "mutual_tls": cfg.tls_client_ca is not None,
+            "auth": tokens is not None, "metrics_port": self.metrics_port, "data": str(cfg.data_dir),
+            "weights_id": self.codec.weights_id}})
+        return self
+
+    def _retain(self) -> None:
+        while True:
+            try:
+                self.storage.prune(self.config.retain_age_s, self.config.retain_bytes)
+            except Exception:  # noqa: BLE001 - retention must not take the server down; it retries next round
+                log.exception("retention failed")
+            if self._stopping.wait(self.config.retention_interval_s):
+                return
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown; safe to call twice."""
+        if self._grpc is None or self._stopping.is_set():
+            return
+        self._stopping.set()
+        log.info("server stopping", extra={"fields": {"port": self.port}})
+        self._health.enter_graceful_shutdown()
+        self.feed.close()
+        self._grpc.stop(self.config.grace_s if grace is None else grace).wait()
+        if self._retention is not None:
+            self._retention.join()
+        self.storage.close()
+        self.metrics.stop()
+        log.info("server stopped", extra={"fields": {"port": self.port}})
+
+    def wait(self) -> None:
+        """Block until the server has stopped."""
+        if self._grpc is not None:
+            self._grpc.wait_for_termination()
+
+    def __enter__(self) -> "CloudServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop(grace=1.0)

@@ -1,0 +1,98 @@
+"""Checks a frame must pass before it is stored, so everything in storage is decodable metadata-wise.
+
+The server accepts streams of any codec weights (it only stores them), so the weights id is not
+checked here; it is checked when a decode is requested (cloud/regions.py).
+"""
+
+from __future__ import annotations
+
+from codec.bitstream import check_crc, check_header
+from codec.crypto import ALGORITHM, NONCE_BYTES
+from codec.errors import CorruptStreamError
+from codec.geometry import BLOCK, block_grid_shape
+from proto import bitstream_pb2
+
+from .selector import MAX_INT64
+
+MAX_STREAM_ID = 256
+MAX_LABEL = 256
+
+
+def _check_text(what: str, text: str, limit: int) -> None:
+    if len(text) > limit:
+        raise CorruptStreamError(f"{what} is {len(text)} characters long (at most {limit})")
+    if not text.isprintable():
+        raise CorruptStreamError(f"{what} {text!r} holds control characters")
+
+
+def runs_bbox(runs, height: int, width: int) -> tuple[int, int, int, int]:
+    """The pixel bbox (x, y, width, height) of a run-length block mask, checking the runs fill the grid.
+
+    Equivalent to codec.api.block_bbox(codec.bitstream.record_block_mask(...)) (tests check this), but a
+    walk over the runs instead of decoding the mask: ingest validates every group of every frame.
+    """
+    rows, cols = block_grid_shape(height, width)
+    if len(runs) > rows * cols + 1:
+        raise CorruptStreamError("block mask has too many runs")
+    pos, inside = 0, False
+    r0 = c0 = rows * cols
+    r1 = c1 = -1
+    for n in runs:
+        if n < 0:
+            raise CorruptStreamError("block mask has a negative run")
+        if inside and n:
+            first, last = divmod(pos, cols), divmod(pos + n - 1, cols)
+            r0, r1 = min(r0, first[0]), max(r1, last[0])
+            if first[0] == last[0]:
+                c0, c1 = min(c0, first[1]), max(c1, last[1])
+            else:
+                c0, c1 = 0, cols - 1
+        pos += n
+        inside = not inside
+    if pos != rows * cols:
+        raise CorruptStreamError(f"block-mask runs cover {pos} cells, expected {rows * cols}")
+    if r1 < 0:
+        raise CorruptStreamError("empty block mask")
+    x0, y0 = c0 * BLOCK, r0 * BLOCK
+    return x0, y0, max(min((c1 + 1) * BLOCK, width) - x0, 0), max(min((r1 + 1) * BLOCK, height) - y0, 0)
+
+
+def validate_frame(frame: bitstream_pb2.EncodedFrame) -> None:
+    """Raise CorruptStreamError saying what is wrong with a frame; return if it may be stored."""
+    if not frame.HasField("header"):
+        raise CorruptStreamError("the request carries no frame header")
+    h = frame.header
+    check_header(h)
+    if not h.stream_id:
+        raise CorruptStreamError("frame header has no stream_id")
+    _check_text("stream_id", h.stream_id, MAX_STREAM_ID)
+    if h.frame_index > MAX_INT64:
+        raise CorruptStreamError(f"frame_index {h.frame_index} is above 2^63-1")
+    if not frame.groups:
+        raise CorruptStreamError("frame has no groups")
+    present = {g.group_id for g in frame.groups}
+    if h.group_ids and set(h.group_ids) != present:
+        raise CorruptStreamError(f"the header lists groups {sorted(h.group_ids)} but the frame holds "
+                                 f"{sorted(present)} (truncated frame?)")
+    seen: set[int] = set()
+    for g in frame.groups:
+        what = f"group {g.group_id}"
+        if g.group_id in seen:
+            raise CorruptStreamError(f"{what} appears twice")
+        seen.add(g.group_id)
+        check_crc(h, g)
+        _check_text(f"{what} label", g.label, MAX_LABEL)
+        if g.quality > 255:
+            raise CorruptStreamError(f"{what}: quality {g.quality} out of range")
+        try:
+            box = runs_bbox(g.block_runs, h.height, h.width)
+        except CorruptStreamError as exc:
+            raise CorruptStreamError(f"{what}: {exc}") from None
+        if (g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height) != box:
+            raise CorruptStreamError(f"{what}: bbox does not match its block mask")
+        if g.HasField("encryption"):
+            enc = g.encryption
+            if enc.algorithm != ALGORITHM or len(enc.nonce) != NONCE_BYTES or not enc.key_id:
+                raise CorruptStreamError(f"{what}: encryption must be {ALGORITHM} with a key id and a "
+                                         f"{NONCE_BYTES}-byte nonce")
+            _check_text(f"{what} key_id", enc.key_id, MAX_LABEL)

@@ -1,0 +1,284 @@
+"""`roistream export onnx`: the codec's float networks as ONNX graphs.
+
+Two graphs per precision, exactly the modules of `codec.runtime`:
+
+* `analysis.onnx`: (x [B,3,H,W], cell_mask [B,1,H/16,W/16], gain [B,M]) -> (y, z): g_a with its
+  gain and the group's cell mask, then the hyper-analysis h_a.
+* `synthesis.onnx`: (y_hat [B,M,h,w], inverse_gain [B,M]) -> image [B,3,16h,16w] in [0, 1].
+
+Batch, height and width are dynamic (H and W multiples of 64). The `_fp16` variants hold the same
+networks with float16 convolutions and GDN normalisation in float32, inputs and outputs float32:
+a strongly typed graph, which is what TensorRT 11 needs for fp16 engines (it has no FP16 builder
+flag any more) and what onnxruntime-gpu runs in half precision. The integer hyper-synthesis is not
+exported: it stays in numpy (`codec.intnet`), which is what keeps streams decodable everywhere.
+
+Each file carries metadata (`roistream.*` keys): the weights id it was made from, the roistream
+version, graph, precision and opset; runtimes refuse models whose weights id does not match.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from roistream import paths
+
+GRAPHS = ("analysis", "synthesis")
+PRECISIONS = ("fp32", "fp16")
+DEFAULT_OPSET = 17
+SIZE_MULTIPLE = 64
+INPUTS = {"analysis": ("x", "cell_mask", "gain"), "synthesis": ("y_hat", "inverse_gain")}
+OUTPUTS = {"analysis": ("y", "z"), "synthesis": ("image",)}
+META_PREFIX = "roistream."
+MANIFEST = "manifest.json"
+
+
+class ModelMismatchError(ValueError):
+    """An exported model does not belong to the loaded weights (or is not a roistream export)."""
+
+
+def roistream_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("roistream")
+    except Exception:  # running from a checkout that is not installed
+        return "0+unknown"
+
+
+def default_models_dir(weights_id: str) -> Path:
+    """Where exported models of a weights file live (the edge's `onnx_model_dir` is the same folder)."""
+    return paths.cache_dir() / "export" / weights_id[:16]
+
+
+def model_filename(graph: str, precision: str = "fp32", suffix: str = ".onnx") -> str:
+    if graph not in GRAPHS or precision not in PRECISIONS:
+        raise ValueError(f"unknown graph/precision {graph}/{precision}")
+    return f"{graph}{'' if precision == 'fp32' else '_' + precision}{suffix}"
+
+
+def _dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
+    if graph == "analysis":
+        return {"x": {0: "batch", 2: "height", 3: "width"}, "cell_mask": {0: "batch", 2: "cells_h", 3: "cells_w"},
+                "gain": {0: "batch"}, "y": {0: "batch", 2: "cells_h", 3: "cells_w"},
+                "z": {0: "batch", 2: "hyper_h", 3: "hyper_w"}}
+    return {"y_hat": {0: "batch", 2: "cells_h", 3: "cells_w"}, "inverse_gain": {0: "batch"},
+            "image": {0: "batch", 2: "height", 3: "width"}}
+
+
+def _half_graph(module):
+    """The float32-in/out, float16-inside variant of a graph (GDN normalisation kept in float32)."""
+    import torch
+    from torch import nn
+
+    from codec.layers import GDN
+
+    class MixedGDN(nn.Module):
+        def __init__(self, gdn: GDN):
+            super().__init__()
+            self.inverse = gdn.inverse
+            self.register_buffer("beta", (gdn.beta.detach().float() ** 2 + 1e-6))
+            self.register_buffer("gamma", gdn.gamma.detach().float() ** 2)
+
+        def forward(self, x):
+            xf = x.float()
+            b, c, h, w = xf.shape
+            mixed = torch.matmul(self.gamma, (xf * xf).reshape(b, c, h * w)) + self.beta[:, None]
+            norm = torch.sqrt(mixed.reshape(b, c, h, w))
+            return (xf * norm if self.inverse else xf / norm).to(x.dtype)
+
+    class HalfGraph(nn.Module):
+        def __init__(self, graph):
+            super().__init__()
+            self.graph = copy.deepcopy(graph)
+            for parent in list(self.graph.modules()):
+                for name, child in list(parent.named_children()):
+                    if isinstance(child, GDN):
+                        setattr(parent, name, MixedGDN(child))
+            for mod in self.graph.modules():
+                if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+                    mod.half()
+            self.eval().requires_grad_(False)
+
+        def forward(self, *args):
+            out = self.graph(*(a.half() for a in args))
+            return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+
+    return HalfGraph(module)
+
+
+def _dummy_inputs(graph: str, m: int):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    if graph == "analysis":  # 128x192: not square, so height and width cannot be confused
+        return (torch.rand(1, 3, 128, 192, generator=g), torch.ones(1, 1, 8, 12), torch.rand(1, m, generator=g) + 0.5)
+    return (torch.randn(1, m, 8, 12, generator=g) * 3, torch.rand(1, m, generator=g) + 0.5)
+
+
+def _check_dynamic(model, graph: str) -> None:
+    """Loud failure when an exporter froze a dimension that must stay dynamic."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        want = _dynamic_axes(graph)[value.name]
+        frozen = [i for i in want if not dims[i].dim_param]
+        if frozen:
+            raise RuntimeError(f"{graph}: axes {frozen} of {value.name} were exported as fixed sizes "
+                               f"({[d.dim_value for d in dims]}), they must be dynamic")
+
+
+def export_graph(module, graph: str, m: int, opset: int = DEFAULT_OPSET, simplify: bool = True):
+    """One torch graph -> onnx.ModelProto (checked, simplified with onnxslim, dynamic axes kept)."""
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(module, _dummy_inputs(graph, m), buf, input_names=list(INPUTS[graph]),
+                          output_names=list(OUTPUTS[graph]), dynamic_axes=_dynamic_axes(graph),
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    if simplify:
+        import onnxslim
+
+        model = onnxslim.slim(model)
+    onnx.checker.check_model(model, full_check=True)
+    _check_dynamic(model, graph)
+    return model
+
+
+def set_metadata(model, meta: dict[str, str]) -> None:
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in meta.items():
+        full = META_PREFIX + key
+        if full in existing:
+            existing[full].value = str(value)
+        else:
+            prop = model.metadata_props.add()
+            prop.key, prop.value = full, str(value)
+
+
+def read_metadata(path: Path | str) -> dict[str, str]:
+    """The `roistream.*` metadata of an ONNX file (keys without the prefix)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+def check_model_weights(path: Path | str, weights_id: str, graph: str | None = None) -> dict[str, str]:
+    """Refuse (ModelMismatchError) a model that was not exported from the weights `weights_id`."""
+    meta = read_metadata(path)
+    if "weights_id" not in meta:
+        raise ModelMismatchError(f"{path} has no roistream metadata: export it with `roistream export onnx`")
+    if meta["weights_id"] != weights_id:
+        raise ModelMismatchError(f"{path} was exported from weights {meta['weights_id']}, but the loaded weights are "
+                                 f"{weights_id}: re-export with `roistream export onnx --weights ...`")
+    if graph is not None and meta.get("graph") != graph:
+        raise ModelMismatchError(f"{path} holds the {meta.get('graph')!r} graph, expected {graph!r}")
+    return meta
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    weights_id: str
+    files: dict[str, Path] = field(default_factory=dict)  # "analysis", "analysis_fp16", ...
+    verification: dict | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {"out": str(self.out_dir), "weights_id": self.weights_id,
+                "files": {k: str(v) for k, v in self.files.items()}, "seconds": round(self.seconds, 2),
+                "verification": self.verification}
+
+
+def load_codec_weights(weights):
+    """A CodecWeights from a CodecWeights, a path or None (the shipped weights)."""
+    from codec.weights import CodecWeights, load_weights
+
+    if isinstance(weights, CodecWeights):
+        return weights
+    return load_weights(Path(weights) if weights else paths.DEFAULT_WEIGHTS)
+
+
+def export_onnx(weights=None, out_dir: Path | str | None = None, *, opset: int = DEFAULT_OPSET,
+                precisions: tuple[str, ...] = PRECISIONS, simplify: bool = True, verify: bool = True,
+                verify_images: int = 2) -> ExportResult:
+    """Export analysis and synthesis (fp32, and fp16 unless left out) with metadata, then verify them
+    against torch on Kodak images (raises `export.verify.ExportVerificationError` on any failure)."""
+    import onnx
+    import torch
+
+    from codec.runtime import TransformSet
+
+    if opset < 17:
+        raise ValueError(f"opset {opset} is too old: 17 or newer")
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown or "fp32" not in precisions:
+        raise ValueError(f"precisions must include fp32 and be among {PRECISIONS}, got {precisions}")
+    start = time.perf_counter()
+    w = load_codec_weights(weights)
+    out = Path(out_dir) if out_dir else default_models_dir(w.weights_id)
+    out.mkdir(parents=True, exist_ok=True)
+    transforms = TransformSet(w)
+    result = ExportResult(out, w.weights_id)
+    base_meta = {"weights_id": w.weights_id, "version": roistream_version(), "opset": opset,
+                 "torch": torch.__version__, "size_multiple": SIZE_MULTIPLE, "m": w.config.m, "n": w.config.n,
+                 "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    manifest = {"weights_id": w.weights_id, "version": roistream_version(), "opset": opset, "files": {}}
+    for graph in GRAPHS:
+        module = transforms.analysis if graph == "analysis" else transforms.synthesis
+        for precision in precisions:
+            model = export_graph(module if precision == "fp32" else _half_graph(module), graph, w.config.m,
+                                 opset, simplify)
+            model.producer_name, model.producer_version = "roistream", roistream_version()
+            model.doc_string = (f"roistream {graph} ({precision}); inputs {', '.join(INPUTS[graph])}; "
+                                f"H and W multiples of {SIZE_MULTIPLE}")
+            set_metadata(model, {**base_meta, "graph": graph, "precision": precision,
+                                 "inputs": ",".join(INPUTS[graph]), "outputs": ",".join(OUTPUTS[graph])})
+            path = out / model_filename(graph, precision)
+            tmp = path.with_suffix(".tmp")
+            onnx.save(model, str(tmp))
+            tmp.replace(path)
+            key = path.stem
+            result.files[key] = path
+            manifest["files"][path.name] = {"graph": graph, "precision": precision, "sha256": sha256(path),
+                                            "bytes": path.stat().st_size, "nodes": len(model.graph.node)}
+    if verify:
+        from .verify import verify_models
+
+        result.verification = verify_models(out, w, n_images=verify_images, precisions=precisions)
+        manifest["verification"] = result.verification
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def group_map_for(height: int, width: int) -> np.ndarray:
+    """Background + two irregular object groups on the block grid of a frame (for checks)."""
+    from codec.geometry import block_grid_shape
+
+    hb, wb = block_grid_shape(height, width)
+    gm = np.zeros((hb, wb), np.int32)
+    gm[hb // 6 : hb // 2, wb // 8 : wb // 3] = 1
+    gm[hb // 2, wb // 3] = 1  # an irregular block
+    gm[hb // 2 : hb - 2, wb // 2 : wb - 3] = 2
+    return gm
