@@ -1,0 +1,175 @@
+"""Edge subcommands: `roistream edge run` (camera -> ROI groups -> codec -> cloud)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _default_spool(stream_id: str) -> Path:
+    from roistream import paths
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream_id)
+    return paths.cache_dir() / "edge" / f"{safe}.spool"
+
+
+def build_pipeline(args: argparse.Namespace):
+    """(pipeline, source, spool, streamer, metrics) from parsed `edge run` arguments."""
+    from codec.crypto import EncryptionKey
+
+    from .backends import make_codec
+    from .detector import FACE_LABEL, Detector, FaceDetector
+    from .pipeline import EdgeMetrics, EdgePipeline, SpoolSink
+    from .roi import RoiPolicy
+    from .sources import Backoff, open_source
+    from .spool import Spool
+    from .streaming import IngestStreamer
+
+    if args.encrypt and not args.key:
+        raise ValueError("--encrypt needs --key KEYFILE (create one with `roistream keygen`)")
+    source = open_source(args.source, fps_cap=args.fps, realtime=args.realtime, max_frames=args.max_frames,
+                         open_retries=args.open_retries, backoff=Backoff(maximum=args.reconnect_max_s))
+    detector = Detector(args.detector, conf=args.conf, imgsz=args.imgsz)
+    known = detector.class_names + [FACE_LABEL]
+    policy = RoiPolicy.from_words(args.roi, known, class_quality=args.class_quality, encrypt=args.encrypt,
+                                  roi_quality=args.roi_quality, bg_quality=args.bg_quality, margin_px=args.margin,
+                                  min_area_px=args.min_size, max_groups=args.max_groups)
+    faces = FaceDetector() if (policy.wants_faces or args.faces) else None
+    if args.faces and policy.classes is not None and FACE_LABEL not in policy.classes:
+        policy.classes.append(FACE_LABEL)
+    key = EncryptionKey.load(args.key) if args.key else None
+    codec, encoder = make_codec(args.backend, args.weights, onnx_dir=args.models_dir, precision=args.precision)
+    spool = Spool(args.spool or _default_spool(args.stream), max_bytes=int(args.spool_max_mb * 2**20),
+                  max_age_s=args.spool_max_age_h * 3600)
+    streamer = None
+    if args.cloud:
+        token = args.token or os.environ.get("ROISTREAM_TOKEN")
+        streamer = IngestStreamer(args.cloud, spool, token=token, tls=not args.insecure, ca_cert=args.tls_ca,
+                                  server_name=args.server_name, client_cert=args.tls_cert, client_key=args.tls_key)
+    metrics = EdgeMetrics(args.stream)
+    first = spool.next_index(args.stream) if args.first_index is None else args.first_index
+    pipeline = EdgePipeline(codec, policy, detector=detector, face_detector=faces, sink=SpoolSink(spool, streamer),
+                            stream_id=args.stream, bg_interval=args.bg_interval, target_kbps=args.target_kbps,
+                            key=key, metrics=metrics, status=None if args.no_status else sys.stderr,
+                            first_index=first, streamer=streamer, encoder_name=encoder, pipelined=args.pipelined)
+    return pipeline, source, spool, streamer, metrics
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .backends import RuntimeUnavailable
+    from .detector import DetectorError
+    from .sources import SourceError
+
+    try:
+        pipeline, source, spool, streamer, metrics = build_pipeline(args)
+    except (SourceError, DetectorError, *RuntimeUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_port)
+        print(f"metrics on http://0.0.0.0:{args.metrics_port}/metrics", file=sys.stderr)
+    if streamer is not None:
+        streamer.start()
+    else:
+        print(f"no --cloud given: frames stay in the spool {spool.path}", file=sys.stderr)
+    code = 0
+    try:
+        summary = pipeline.run(source)
+    except KeyboardInterrupt:
+        summary = pipeline.summary
+        print("\ninterrupted; unsent frames stay in the spool", file=sys.stderr)
+        code = 130
+    except SourceError as exc:
+        summary = pipeline.summary
+        print(f"\nerror: {exc}", file=sys.stderr)
+        code = 2
+    except RuntimeError as exc:  # e.g. the cloud refused the token
+        summary = pipeline.summary
+        print(f"\nerror: {exc}", file=sys.stderr)
+        code = 1
+    if streamer is not None:
+        if code == 0 and not streamer.flush(args.flush_timeout):
+            print(f"warning: {len(spool)} frame(s) not acknowledged within {args.flush_timeout:.0f} s; they stay in "
+                  f"the spool {spool.path} and go out on the next run ({streamer.stats.last_error})", file=sys.stderr)
+        streamer.close()
+        if streamer.fatal_error and code == 0:
+            print(f"error: {streamer.fatal_error}", file=sys.stderr)
+            code = 1
+        from dataclasses import asdict
+
+        summary.streamer = asdict(streamer.stats)
+    summary.spool = {**spool.counters(), "depth": len(spool)}
+    out = summary.to_dict()
+    if args.summary:
+        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary).write_text(json.dumps(out, indent=2))
+    print(json.dumps(out))
+    spool.close()
+    metrics.close()
+    return code
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("source")
+    g.add_argument("--source", required=True, help="video file, rtsp/http URL, webcam index, image folder or glob")
+    g.add_argument("--fps", type=float, help="frame-rate cap")
+    g.add_argument("--realtime", action="store_true", help="play files at their native rate, dropping frames when "
+                                                           "encoding is slower (live sources always do)")
+    g.add_argument("--max-frames", type=int, help="stop after N frames")
+    g.add_argument("--open-retries", type=int, default=3, help="attempts to open a live source")
+    g.add_argument("--reconnect-max-s", type=float, default=10.0, help="longest backoff between reconnects")
+    g = p.add_argument_group("ROI")
+    g.add_argument("--roi", default="person", help='classes in words, e.g. "people, vehicles" (default: person)')
+    g.add_argument("--roi-quality", type=float, default=0.85, help="quality of ROI groups (default 0.85)")
+    g.add_argument("--class-quality", help='per-class quality, e.g. "person=0.9,car=0.6"')
+    g.add_argument("--bg-quality", type=float, default=0.3, help="background quality (default 0.3)")
+    g.add_argument("--bg-interval", type=int, default=1,
+                   help="send the background every N frames and on scene changes (1 = every frame, 0 = scene "
+                        "changes only)")
+    g.add_argument("--margin", type=int, default=8, help="dilation of instance masks in pixels (default 8)")
+    g.add_argument("--min-size", type=int, default=256, help="ignore instances smaller than this many pixels")
+    g.add_argument("--max-groups", type=int, default=32, help="most object groups per frame")
+    g.add_argument("--encrypt", help="classes to encrypt, e.g. face,person (needs --key)")
+    g.add_argument("--key", type=Path, help="AES key file (roistream keygen)")
+    g.add_argument("--faces", action="store_true", help="also detect faces (YuNet) as 'face' groups")
+    g.add_argument("--detector", help="YOLO-seg weights (.pt/.onnx/.engine; default: shared int8 ONNX)")
+    g.add_argument("--conf", type=float, default=0.35, help="detector confidence threshold")
+    g.add_argument("--imgsz", type=int, help="detector input size (default: the model's)")
+    g = p.add_argument_group("encoder")
+    g.add_argument("--target-kbps", type=float, help="hold this bitrate by adapting qualities frame by frame")
+    g.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
+                   help="encoder runtime (onnxruntime / tensorrt need `roistream export onnx` / `export tensorrt`)")
+    g.add_argument("--precision", choices=("fp32", "fp16"), help="encoder precision (default: the runtime's)")
+    g.add_argument("--models-dir", "--onnx-dir", dest="models_dir", type=Path,
+                   help="exported models (default: where roistream export writes them)")
+    g.add_argument("--weights", type=Path, help="codec weights (default: shipped weights)")
+    g.add_argument("--pipelined", action="store_true", help="detect the next frame while encoding this one")
+    g = p.add_argument_group("cloud")
+    g.add_argument("--cloud", help="HOST:PORT of the cloud's gRPC service (omit to only spool)")
+    g.add_argument("--stream", required=True, help="stream id")
+    g.add_argument("--token", help="ingest token (default: $ROISTREAM_TOKEN)")
+    g.add_argument("--tls-ca", type=Path, help="CA certificate of the server (default: system roots)")
+    g.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS")
+    g.add_argument("--tls-key", type=Path, help="client key for mutual TLS")
+    g.add_argument("--server-name", help="TLS server name override")
+    g.add_argument("--insecure", action="store_true", help="plaintext gRPC (local testing only)")
+    g.add_argument("--spool", type=Path, help="outbox file (default: .cache/edge/STREAM.spool)")
+    g.add_argument("--spool-max-mb", type=float, default=1024, help="outbox size bound (oldest frames dropped)")
+    g.add_argument("--spool-max-age-h", type=float, default=24, help="outbox age bound in hours")
+    g.add_argument("--first-index", type=int, help="frame index of the first frame (default: continue the spool's)")
+    g.add_argument("--flush-timeout", type=float, default=30, help="seconds to wait for the last acks")
+    g = p.add_argument_group("output")
+    g.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    g.add_argument("--no-status", action="store_true", help="no live status line")
+    g.add_argument("--summary", type=Path, help="also write the summary JSON here")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    edge = sub.add_parser("edge", help="edge node: capture, detect, encode and stream to the cloud")
+    edge_sub = edge.add_subparsers(dest="edge_command", required=True)
+    p = edge_sub.add_parser("run", help="run the edge pipeline on a source and stream to the cloud")
+    add_run_arguments(p)
+    p.set_defaults(func=_run)

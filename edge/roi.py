@@ -1,0 +1,389 @@
+"""ROI policy: words -> detector classes, detections -> block-aligned groups, background refresh.
+
+* `resolve_classes("people, vehicles")` maps the user's words to detector classes (plurals,
+  synonyms, multi-word names); an unknown word raises `UnknownClassError` listing the known classes.
+* `RoiPolicy.plan(detections, frame shape)` turns instance masks into a group map on the codec's
+  16-px block grid (dilated by a margin, small objects dropped, at most `max_groups` groups) with a
+  label, score, quality and encryption flag per group.
+* `BackgroundScheduler` decides when the background group (0) is sent: every `interval` frames and
+  on a scene change, so a static camera pays for its background once, not at every frame.
+* `group_map_for_image(image, words)` is the one-call helper behind `roistream encode --detect`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codec.geometry import BLOCK, block_grid_shape, padded_size
+
+from .detector import COCO_CLASSES, FACE_LABEL, Detection
+
+# word -> classes. Keys are singular, lower case; values are class names of the COCO models.
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    # people
+    "people": ("person",), "human": ("person",), "pedestrian": ("person",), "man": ("person",),
+    "woman": ("person",), "child": ("person",), "kid": ("person",), "boy": ("person",), "girl": ("person",),
+    "adult": ("person",), "body": ("person",), "worker": ("person",), "player": ("person",),
+    "passerby": ("person",), "someone": ("person",), "crowd": ("person",),
+    # vehicles
+    "vehicle": ("car", "motorcycle", "bus", "truck"),
+    "motor vehicle": ("car", "motorcycle", "bus", "truck"),
+    "traffic": ("car", "motorcycle", "bus", "truck", "bicycle"),
+    "automobile": ("car",), "auto": ("car",), "taxi": ("car",), "van": ("car", "truck"), "suv": ("car",),
+    "lorry": ("truck",), "pickup": ("truck",), "coach": ("bus",), "motorbike": ("motorcycle",),
+    "scooter": ("motorcycle",), "moped": ("motorcycle",), "bike": ("bicycle",), "cycle": ("bicycle",),
+    "cyclist": ("person", "bicycle"), "rider": ("person", "bicycle", "motorcycle"),
+    "plane": ("airplane",), "aeroplane": ("airplane",), "aircraft": ("airplane",), "jet": ("airplane",),
+    "ship": ("boat",), "vessel": ("boat",), "tram": ("train",), "locomotive": ("train",),
+    # animals
+    "animal": ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"),
+    "pet": ("cat", "dog"), "puppy": ("dog",), "kitten": ("cat",), "kitty": ("cat",), "cattle": ("cow",),
+    "pony": ("horse",), "lamb": ("sheep",),
+    # things
+    "bag": ("backpack", "handbag", "suitcase"), "luggage": ("suitcase",), "purse": ("handbag",),
+    "phone": ("cell phone",), "cellphone": ("cell phone",), "mobile": ("cell phone",),
+    "smartphone": ("cell phone",), "television": ("tv",), "tvmonitor": ("tv",), "monitor": ("tv",),
+    "screen": ("tv", "laptop"), "sofa": ("couch",), "table": ("dining table",), "plant": ("potted plant",),
+    "fridge": ("refrigerator",), "ball": ("sports ball",), "racket": ("tennis racket",),
+    "hairdryer": ("hair drier",), "hair dryer": ("hair drier",), "glass": ("wine glass", "cup"),
+    "mug": ("cup",), "doughnut": ("donut",), "teddy": ("teddy bear",), "hydrant": ("fire hydrant",),
+    "traffic signal": ("traffic light",), "computer": ("laptop", "keyboard", "mouse"),
+    "faces": (FACE_LABEL,), "head": (FACE_LABEL,),
+}
+IRREGULAR_PLURALS = {
+    "people": "person", "persons": "person", "men": "man", "women": "woman", "children": "child",
+    "mice": "mouse", "knives": "knife", "buses": "bus", "busses": "bus", "sheep": "sheep", "skis": "skis",
+    "geese": "goose", "teeth": "tooth", "feet": "foot", "benches": "bench", "sandwiches": "sandwich",
+    "boxes": "box", "glasses": "glass", "watches": "watch", "couches": "couch", "peaches": "peach",
+    "dishes": "dish", "brushes": "brush", "toothbrushes": "toothbrush", "scissors": "scissors",
+    "cattle": "cattle", "passersby": "passerby", "series": "series",
+}
+ALL_WORDS = {"all", "everything", "any", "*", "objects", "object"}
+
+
+class UnknownClassError(ValueError):
+    """A ROI word that maps to no detector class; the message lists the known classes."""
+
+    def __init__(self, word: str, known: Sequence[str]):
+        self.word, self.known = word, list(known)
+        near = difflib.get_close_matches(word, list(known) + list(SYNONYMS), n=3, cutoff=0.7)
+        hint = f" Did you mean {', '.join(near)}?" if near else ""
+        super().__init__(f"unknown ROI class {word!r}.{hint} Known classes: {', '.join(known)} "
+                         f"(plurals and synonyms such as people, vehicles, animals, bike work too)")
+
+
+def _normalize(word: str) -> str:
+    return re.sub(r"\s+", " ", word.strip().lower().replace("_", " ").replace("-", " "))
+
+
+def _singulars(word: str) -> list[str]:
+    """Candidate singular forms of a (possibly multi-word) term; the last word carries the plural."""
+    head, _, last = word.rpartition(" ")
+    prefix = head + " " if head else ""
+    forms = [last]
+    if last in IRREGULAR_PLURALS:
+        forms.append(IRREGULAR_PLURALS[last])
+    if last.endswith("ies") and len(last) > 4:
+        forms.append(last[:-3] + "y")
+    if last.endswith("ves") and len(last) > 4:
+        forms += [last[:-3] + "f", last[:-3] + "fe"]
+    if last.endswith("es") and len(last) > 3:
+        forms.append(last[:-2])
+    if last.endswith("s") and not last.endswith("ss") and len(last) > 2:
+        forms.append(last[:-1])
+    return [prefix + f for f in dict.fromkeys(forms)]
+
+
+def split_words(words: str | Iterable[str]) -> list[str]:
+    """'person, dog and cars' -> ['person', 'dog', 'cars']."""
+    items = [words] if isinstance(words, str) else list(words)
+    out: list[str] = []
+    for item in items:
+        for part in re.split(r",|;|\+|\band\b|\bor\b|&", item):
+            part = _normalize(part)
+            if part:
+                out.append(part)
+    return out
+
+
+def resolve_word(word: str, known: Sequence[str]) -> list[str]:
+    """Classes for one word (raises UnknownClassError)."""
+    known_set = set(known)
+    word = _normalize(word)
+    if word in ALL_WORDS:
+        return [k for k in known if k != FACE_LABEL]
+    for form in _singulars(word):
+        compact = form.replace(" ", "")
+        for candidate in (form, compact):
+            if candidate in known_set:
+                return [candidate]
+        for candidate in (form, compact):
+            if candidate in SYNONYMS:
+                hits = [c for c in SYNONYMS[candidate] if c in known_set]
+                if hits:
+                    return hits
+        for k in known:  # "cellphone" -> "cell phone", "teddybear" -> "teddy bear"
+            if k.replace(" ", "") == compact:
+                return [k]
+    raise UnknownClassError(word, known)
+
+
+def resolve_classes(words: str | Iterable[str], known: Sequence[str] = COCO_CLASSES + (FACE_LABEL,)) -> list[str]:
+    """Detector classes named by the user's words, in first-mention order, without duplicates."""
+    out: list[str] = []
+    for word in split_words(words):
+        for cls in resolve_word(word, known):
+            if cls not in out:
+                out.append(cls)
+    if not out:
+        raise ValueError("no ROI class given")
+    return out
+
+
+def parse_class_values(text: str | None, known: Sequence[str] = COCO_CLASSES + (FACE_LABEL,)) -> dict[str, float]:
+    """'person=0.9, vehicles=0.6' -> {'person': 0.9, 'car': 0.6, ...} (words resolved like --roi)."""
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        word, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected CLASS=VALUE, got {item.strip()!r}")
+        for cls in resolve_word(word, known):
+            out[cls] = float(value)
+    return out
+
+
+# ---------------------------------------------------------------- groups
+@dataclass
+class GroupInfo:
+    label: str
+    score: float
+    quality: float
+    encrypt: bool
+    blocks: int
+
+
+@dataclass
+class GroupPlan:
+    """What to code for one frame: the group map and each group's metadata (0 = background)."""
+
+    group_map: np.ndarray  # int32 block grid
+    groups: dict[int, GroupInfo] = field(default_factory=dict)
+    send_background: bool = True
+
+    @property
+    def object_ids(self) -> list[int]:
+        return sorted(g for g in self.groups if g != 0)
+
+    @property
+    def coded_ids(self) -> list[int]:
+        with_bg = self.send_background and 0 in self.groups
+        return ([0] if with_bg else []) + self.object_ids
+
+    @property
+    def labels(self) -> dict[int, str]:
+        return {g: i.label for g, i in self.groups.items()}
+
+    @property
+    def scores(self) -> dict[int, float]:
+        return {g: i.score for g, i in self.groups.items()}
+
+    @property
+    def qualities(self) -> dict[int, float]:
+        return {g: i.quality for g, i in self.groups.items()}
+
+    @property
+    def encrypt_ids(self) -> list[int]:
+        return [g for g, i in self.groups.items() if i.encrypt and g in self.coded_ids]
+
+    def encode_kwargs(self) -> dict:
+        """Keyword arguments for Codec.encode (besides image, key and frame identity)."""
+        return {"group_map": self.group_map, "qualities": self.qualities, "labels": self.labels,
+                "scores": self.scores, "encrypt": self.encrypt_ids, "groups": self.coded_ids}
+
+
+def mask_to_blocks(mask: np.ndarray, min_coverage: float = 0.0) -> np.ndarray:
+    """Pixel mask [H, W] -> block mask on the padded grid; a block is in if more than
+    `min_coverage` of its pixels are (0 = any pixel)."""
+    h, w = mask.shape
+    ph, pw = padded_size(h, w)
+    padded = np.zeros((ph, pw), np.float32)
+    padded[:h, :w] = mask
+    cover = padded.reshape(ph // BLOCK, BLOCK, pw // BLOCK, BLOCK).mean(axis=(1, 3))
+    return cover > min_coverage
+
+
+def dilate_blocks(blocks: np.ndarray, radius: int) -> np.ndarray:
+    if radius <= 0:
+        return blocks
+    import cv2
+
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    return cv2.dilate(blocks.astype(np.uint8), kernel).astype(bool)
+
+
+@dataclass
+class RoiPolicy:
+    """How detections become groups.
+
+    classes: ROI classes (None = every detected class); class_quality: q per class (others get
+    roi_quality); bg_quality: q of the background; encrypt: classes sealed with the key;
+    margin_px: dilation of each instance's blocks (rounded up to whole blocks); min_area_px: smaller
+    instances are ignored; max_groups: keep the best-scoring instances; min_coverage: fraction of a
+    block an instance must cover to claim it (0 = any pixel).
+    """
+
+    classes: list[str] | None = None
+    roi_quality: float = 0.85
+    class_quality: dict[str, float] = field(default_factory=dict)
+    bg_quality: float = 0.3
+    encrypt: set[str] = field(default_factory=set)
+    margin_px: int = 8
+    min_area_px: int = 256
+    max_groups: int = 32
+    min_coverage: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, q in [("roi_quality", self.roi_quality), ("bg_quality", self.bg_quality),
+                        *self.class_quality.items()]:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"quality of {name} must be in [0, 1], got {q}")
+        if self.max_groups < 0 or self.min_area_px < 0 or self.margin_px < 0:
+            raise ValueError("max_groups, min_area_px and margin_px must be >= 0")
+        self.encrypt = set(self.encrypt)
+
+    @classmethod
+    def from_words(cls, roi: str | None, known: Sequence[str] = COCO_CLASSES + (FACE_LABEL,), *,
+                   class_quality: str | Mapping[str, float] | None = None, encrypt: str | Iterable[str] | None = None,
+                   **kw) -> "RoiPolicy":
+        classes = resolve_classes(roi, known) if roi else None
+        cq = parse_class_values(class_quality, known) if isinstance(class_quality, str) else dict(class_quality or {})
+        enc = set(resolve_classes(encrypt, known)) if encrypt else set()
+        if classes is not None:  # an encrypted class must be detected to be encrypted
+            classes += [c for c in enc if c not in classes]
+        return cls(classes=classes, class_quality=cq, encrypt=enc, **kw)
+
+    @property
+    def wants_faces(self) -> bool:
+        return FACE_LABEL in (self.classes or []) or FACE_LABEL in self.encrypt
+
+    @property
+    def detector_classes(self) -> list[str] | None:
+        return None if self.classes is None else [c for c in self.classes if c != FACE_LABEL]
+
+    def quality_of(self, label: str) -> float:
+        return self.class_quality.get(label, self.roi_quality)
+
+    def plan(self, detections: Sequence[Detection], height: int, width: int) -> GroupPlan:
+        """Group map and group metadata for one frame. Overlaps go to the better-scoring instance,
+        except that encrypted classes (privacy) always win their blocks."""
+        grid = block_grid_shape(height, width)
+        group_map = np.zeros(grid, np.int32)
+        radius = math.ceil(self.margin_px / BLOCK)
+        wanted = [d for d in detections
+                  if (self.classes is None or d.label in self.classes) and d.area >= max(self.min_area_px, 1)]
+        wanted.sort(key=lambda d: (d.label not in self.encrypt, -d.score))
+        groups: dict[int, GroupInfo] = {}
+        for det in wanted:
+            if len(groups) >= self.max_groups:
+                break
+            if det.mask.shape != (height, width):
+                raise ValueError(f"mask is {det.mask.shape}, frame is {(height, width)}")
+            blocks = dilate_blocks(mask_to_blocks(det.mask, self.min_coverage), radius)
+            free = blocks & (group_map == 0)
+            if not free.any():
+                continue
+            gid = len(groups) + 1
+            group_map[free] = gid
+            groups[gid] = GroupInfo(det.label, det.score, self.quality_of(det.label), det.label in self.encrypt,
+                                    int(free.sum()))
+        bg_blocks = int((group_map == 0).sum())
+        if bg_blocks:
+            groups[0] = GroupInfo("background", 0.0, self.bg_quality, "background" in self.encrypt, bg_blocks)
+        return GroupPlan(group_map, dict(sorted(groups.items())))
+
+
+# ---------------------------------------------------------------- background refresh
+class BackgroundScheduler:
+    """Send the background every `interval` frames and on a scene change.
+
+    interval: 1 = every frame; N = every N-th frame; 0 = only the first frame and scene changes.
+    A scene change is more than `change_fraction` of a 64x48 grey thumbnail's pixels differing by
+    more than `pixel_threshold` (0-255) from the thumbnail of the last background sent (camera
+    moved, lights switched, ...). Moving ROI objects touch only a small fraction.
+    """
+
+    def __init__(self, interval: int = 1, change_fraction: float = 0.25, pixel_threshold: int = 30):
+        if interval < 0:
+            raise ValueError("background interval must be >= 0")
+        self.interval, self.change_fraction, self.pixel_threshold = interval, change_fraction, pixel_threshold
+        self._last_sent: int | None = None
+        self._thumb: np.ndarray | None = None
+        self.sent = 0
+        self.scene_changes = 0
+
+    @staticmethod
+    def thumbnail(image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return cv2.resize(grey, (64, 48), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+    def scene_changed(self, image: np.ndarray) -> bool:
+        if self._thumb is None:
+            return True
+        thumb = self.thumbnail(image)
+        if thumb.shape != self._thumb.shape:
+            return True
+        return float((np.abs(thumb - self._thumb) > self.pixel_threshold).mean()) > self.change_fraction
+
+    def decide(self, index: int, image: np.ndarray) -> tuple[bool, str]:
+        """(send the background?, why) for the frame with this index; records a send."""
+        if self.interval == 1:
+            reason = "every frame"
+        elif self._last_sent is None:
+            reason = "first frame"
+        elif self.interval and index - self._last_sent >= self.interval:
+            reason = "interval"
+        elif self.scene_changed(image):
+            reason = "scene change"
+            self.scene_changes += 1
+        else:
+            return False, ""
+        self._last_sent = index
+        if self.interval != 1:
+            self._thumb = self.thumbnail(image)
+        self.sent += 1
+        return True, reason
+
+
+# ---------------------------------------------------------------- one-call helper
+_detectors: dict = {}
+
+
+def group_map_for_image(image: np.ndarray, words: str, *, detector=None, margin_px: int = 8,
+                        min_area_px: int = 256, max_groups: int = 32, conf: float = 0.35,
+                        faces: bool | None = None) -> tuple[np.ndarray, dict[int, str], dict[int, float]]:
+    """Detect the classes named by `words` in an RGB image and return (group_map, labels, scores)
+    for `Codec.encode`: group 0 is the background ("background"), 1..K the instances.
+    Raises UnknownClassError for a word that names no class."""
+    from .detector import Detector, FaceDetector
+
+    if detector is None:
+        detector = _detectors.get("yolo") or _detectors.setdefault("yolo", Detector(conf=conf))
+    known = list(detector.class_names) + [FACE_LABEL]
+    policy = RoiPolicy.from_words(words, known, margin_px=margin_px, min_area_px=min_area_px, max_groups=max_groups)
+    detector.set_classes(policy.detector_classes)
+    detections = detector.detect(image)
+    if faces or (faces is None and policy.wants_faces):
+        face = _detectors.get("face") or _detectors.setdefault("face", FaceDetector())
+        detections = detections + face.detect(image)
+    plan = policy.plan(detections, *image.shape[:2])
+    return plan.group_map, plan.labels, plan.scores

@@ -1,0 +1,150 @@
+"""The edge pipeline from Python and through `roistream edge run`, with the real detector, codec and
+cloud server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+
+import pytest
+
+from cloud.client import CloudClient
+from codec.crypto import EncryptionKey, Keyring
+from edge.backends import BackendUnavailable, make_codec
+from edge.pipeline import EdgeMetrics, EdgePipeline, MemorySink
+from edge.roi import RoiPolicy
+from edge.sources import Frame, open_source
+from roistream import paths
+from roistream.cli import main
+from tests.edge_fixtures import detector, needs_shared, start_cloud, vtest_frames  # noqa: F401
+
+pytestmark = needs_shared()
+
+
+def test_pipeline_groups_background_refresh_and_encryption(codec, detector):
+    key = EncryptionKey.generate()
+    metrics = EdgeMetrics("cam9")
+    sink = MemorySink()
+    policy = RoiPolicy.from_words("people", encrypt="person", bg_quality=0.2)
+    pipe = EdgePipeline(codec, policy, detector=detector, sink=sink, stream_id="cam9", bg_interval=2, key=key,
+                        metrics=metrics, first_index=100)
+    summary = pipe.run(open_source(paths.video_path()), max_frames=4)
+    assert summary.frames == 4 and len(sink.frames) == 4
+    assert (summary.first_index, summary.last_index, summary.background_frames) == (100, 103, 2)
+    assert set(summary.stage_ms) == {"capture", "detect", "group", "encode", "send"}
+    assert summary.stage_ms["detect"] > 0 and summary.stage_ms["encode"] > 0
+    assert summary.bytes_per_class["person"] > 0 and summary.bytes_per_class["background"] > 0
+    assert summary.bytes_total == sum(len(f) for f in sink.frames) and summary.kbps > 0
+    for i, data in enumerate(sink.frames):
+        decoded = codec.decode(data, keys=Keyring([key]))
+        from codec.bitstream import parse_frame
+
+        frame = parse_frame(data)
+        assert frame.header.frame_index == 100 + i and frame.header.stream_id == "cam9"
+        ids = [g.group_id for g in frame.groups]
+        assert (0 in ids) == (i % 2 == 0)  # background on frames 0 and 2 only
+        people = [g for g in frame.groups if g.group_id != 0]
+        assert people and all(g.label == "person" and g.HasField("encryption") for g in people)
+        assert not decoded.failures and set(decoded.groups) == set(ids)
+    text = metrics.exposition()
+    assert 'roistream_edge_frames_total{stream="cam9"} 4.0' in text
+    assert "roistream_edge_stage_seconds_bucket" in text and 'label="person"' in text
+
+
+def test_frames_with_nothing_to_send_are_skipped(codec, detector):
+    sink = MemorySink()
+    pipe = EdgePipeline(codec, RoiPolicy(classes=["giraffe"]), detector=detector, sink=sink, bg_interval=0)
+    images = vtest_frames(3)
+    results = [pipe.process(Frame(im, i, 1_700_000_000_000_000 + i * 100_000)) for i, im in enumerate(images)]
+    assert [r.nbytes > 0 for r in results] == [True, False, False]  # background once, then nothing to send
+    assert len(sink.frames) == 1 and pipe.summary.empty_frames == 2
+
+
+def test_onnxruntime_backend_needs_exported_models(tmp_path, capsys):
+    with pytest.raises(BackendUnavailable, match="roistream export onnx"):
+        make_codec("onnxruntime", onnx_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown encoder backend"):
+        make_codec("tensorflow")
+    assert main(["edge", "run", "--source", str(paths.video_path()), "--stream", "x", "--backend", "onnxruntime",
+                 "--models-dir", str(tmp_path), "--spool", str(tmp_path / "s")]) == 2
+    assert "roistream export onnx" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pipeline_on_onnxruntime(tmp_path, codec, detector):
+    """The edge encoder on ONNX Runtime (graphs exported here), reporting the provider that runs."""
+    from export.onnx import export_onnx
+
+    export_onnx(codec.weights, tmp_path / "onnx", precisions=("fp32",), verify=False)
+    from codec.api import Codec
+    from export.backends import make_backend
+
+    backend = make_backend("onnxruntime", codec.weights, tmp_path / "onnx", threads=1)
+    assert backend.provider == "CPUExecutionProvider" and backend.name == "onnxruntime-cpu-fp32"
+    sink = MemorySink()
+    pipe = EdgePipeline(Codec(codec.weights, backend=backend), RoiPolicy(classes=["person"]), detector=detector,
+                        sink=sink, bg_interval=0)
+    summary = pipe.run(open_source(paths.video_path()), max_frames=2)
+    assert summary.encoder == "onnxruntime-cpu-fp32" and len(sink.frames) == 2
+    for data in sink.frames:  # the reference decoder reads what the ONNX encoder wrote
+        decoded = codec.decode(data)
+        assert decoded.groups and not decoded.failures
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def pinned_cloud(tmp_path):
+    """A cloud server and a private copy of the codec weights that both it and the edge use (the shipped
+    weights file may be replaced while the tests run)."""
+    weights = tmp_path / "weights.npz"
+    shutil.copy(paths.DEFAULT_WEIGHTS, weights)
+    server = start_cloud(tmp_path / "cloud", weights=weights)
+    yield server, weights
+    server.stop(grace=0.5)
+
+
+@pytest.mark.slow
+def test_cli_edge_run_streams_to_the_cloud(tmp_path, pinned_cloud, capsys):
+    cloud_server, weights = pinned_cloud
+    target = f"127.0.0.1:{cloud_server.port}"
+    common = ["edge", "run", "--source", str(paths.video_path()), "--cloud", target, "--insecure", "--stream", "cli",
+              "--roi", "pedestrians", "--spool", str(tmp_path / "edge.spool"), "--no-status", "--weights", str(weights)]
+    metrics_port = _free_port()
+    code = main(common + ["--max-frames", "3", "--bg-interval", "2", "--target-kbps", "3000",
+                          "--summary", str(tmp_path / "summary.json"), "--metrics-port", str(metrics_port)])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["frames"] == 3 and out["streamer"]["stored"] == 3 and out["spool"]["depth"] == 0
+    assert out["background_frames"] == 2 and out["bytes_per_class"]["person"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["frames"] == 3
+    # a second run continues the stream's frame numbering from the spool
+    assert main(common + ["--max-frames", "2", "--bg-interval", "0"]) == 0
+    with CloudClient(target) as client:
+        frames = client.list_frames("cli")
+    assert [f.frame_index for f in frames] == [0, 1, 2, 3, 4]
+    assert {g.label for f in frames for g in f.groups} == {"background", "person"}
+    assert [any(g.group_id == 0 for g in f.groups) for f in frames] == [True, False, True, True, False]
+    # frame 4 carries no background: the cloud composites its people over frame 3's background
+    with CloudClient(target, weights=weights) as client:
+        regions = list(client.get_regions(stream_id="cli", frames=(4, 4), labels=["person"], composite=True,
+                                          output="raw"))
+        assert len(regions) == 1 and (regions[0].width, regions[0].height) == (768, 576)
+        pixels, mask = client.region_pixels(regions[0])
+    assert mask.any() and not mask.all()  # the people; the rest of the frame is background
+    assert pixels[~mask].std() > 10  # a real picture there, not a black canvas
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["edge", "run", "--source", str(tmp_path / "missing.avi"), "--stream", "x"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["edge", "run", "--source", str(paths.video_path()), "--stream", "x", "--encrypt", "faces"]) == 2
+    assert "--key" in capsys.readouterr().err
+    assert main(["edge", "run", "--source", str(paths.video_path()), "--stream", "x", "--roi", "unicorns",
+                 "--spool", str(tmp_path / "s")]) == 2
+    assert "Known classes" in capsys.readouterr().err
