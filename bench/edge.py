@@ -20,79 +20,32 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from roistream import paths
+from roistream.local import jpeg_at_psnr, roi_psnr
 
 from .common import md_table, psnr, write_results
 
 GOALS = {"fps": 5.0, "jpeg_ratio": 5.0, "jpeg_ratio_refresh": 20.0}
 
 
-def jpeg_at_psnr(image: np.ndarray, mask: np.ndarray, target_db: float) -> tuple[int, int, float]:
-    """(bytes, quality, ROI PSNR) of the smallest JPEG of the whole frame whose ROI PSNR >= target."""
-    import cv2
-
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-
-    def enc(q):
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, q])
-        dec = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        return len(buf), psnr(image, dec, mask)
-
-    lo, hi = 1, 100
-    best = (*enc(100), 100)
-    while lo <= hi:  # JPEG PSNR grows with quality (monotone enough for a bisection)
-        mid = (lo + hi) // 2
-        size, db = enc(mid)
-        if db >= target_db:
-            best, hi = (size, db, mid), mid - 1
-        else:
-            lo = mid + 1
-    return best[0], best[2], best[1]
-
-
 def run_stream(codec, detector, args, bg_interval: int, data_dir: Path, stream: str):
-    from cloud.server import CloudServer, ServerConfig
-    from edge.pipeline import EdgePipeline, SpoolSink
     from edge.roi import RoiPolicy
     from edge.sources import open_source
-    from edge.spool import Spool
-    from edge.streaming import IngestStreamer
+    from roistream.local import local_cloud, stream_source
 
-    server = CloudServer(ServerConfig(data_dir=data_dir / "cloud", port=0, grace_s=1.0), codec=codec).start()
-    spool = Spool(data_dir / f"{stream}.spool")
-    streamer = IngestStreamer(f"127.0.0.1:{server.port}", spool, tls=False).start()
     policy = RoiPolicy.from_words(args.roi, detector.class_names, roi_quality=args.roi_quality,
                                   bg_quality=args.bg_quality)
-    pipe = EdgePipeline(codec, policy, detector=detector, sink=SpoolSink(spool, streamer), stream_id=stream,
-                        bg_interval=bg_interval, streamer=streamer, keep_frames=True)
     results = []
-    pipe.on_frame = results.append
-    start = time.perf_counter()
-    summary = pipe.run(open_source(paths.video_path()), max_frames=args.frames)
-    flushed = streamer.flush(120)
-    total = time.perf_counter() - start
-    stats = streamer.stats
-    streamer.close()
-    spool.close()
-    server.stop(grace=1.0)
-    return summary, results, {"flushed": flushed, "wall_with_acks_s": total, "stored": stats.stored,
-                              "reconnects": stats.reconnects}
-
-
-def roi_quality_of(codec, result, image: np.ndarray) -> tuple[float, np.ndarray]:
-    """PSNR over the pixels of the frame's object groups as decoded, and that pixel mask."""
-    frame = result.frame
-    ids = [g.group_id for g in frame.groups if g.group_id != 0]
-    if not ids:
-        return float("nan"), np.zeros(image.shape[:2], bool)
-    dec = codec.decode(frame, groups=ids)
-    mask = dec.mask
-    return psnr(image, dec.image, mask), mask
+    with local_cloud(data_dir / "cloud", codec) as server:
+        summary, delivery = stream_source(server, codec, detector, policy, open_source(paths.video_path()),
+                                          stream=stream, spool_path=data_dir / f"{stream}.spool",
+                                          bg_interval=bg_interval, max_frames=args.frames, on_frame=results.append)
+    return summary, results, {"flushed": delivery.flushed, "wall_with_acks_s": delivery.wall_with_acks_s,
+                              "stored": delivery.stored, "reconnects": delivery.reconnects}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     images = vtest_frames(args.frames)
 
     # baselines over the frames of run 1
-    rows, ours_db, jpeg_bytes, jpeg_q, uniform_bytes, uniform_db = [], [], [], [], [], []
+    ours_db, jpeg_bytes, jpeg_q, uniform_bytes, uniform_db = [], [], [], [], []
     for i, r in enumerate(full_results):
         image = images[r.source_index]
-        db, mask = roi_quality_of(codec, r, image)
+        db, mask = roi_psnr(codec, r.frame, image)
         if not mask.any():
             continue
         size, q, jdb = jpeg_at_psnr(image, mask, db)

@@ -24,6 +24,8 @@ from .pixels import encode_pixels
 from .selector import Encrypted, Output, RegionRequest, Selection
 from .storage import GroupGone, GroupRef, Storage, StoredGroup
 
+MAX_BACKGROUND_LAYERS = 8  # older backgrounds a composite may use to fill the holes of newer ones
+
 
 def _where(ref: GroupRef) -> str:
     return f"{ref.stream_id}/{ref.frame_index} group {ref.meta.group_id}"
@@ -100,20 +102,34 @@ class RegionBuilder:
         return region
 
     # ---- composites: one full-frame image per frame ----
-    def _background(self, ref: GroupRef, size: tuple[int, int], request: RegionRequest,
-                    cache: dict) -> DecodedGroup | None:
-        """The latest background at or before the frame (of the same frame size), decoded once and reused by the
-        following frames."""
-        bg = self.storage.background_at(ref.stream_id, ref.frame_index, request.encrypted == Encrypted.DECRYPT)
-        if bg is None:
-            return None
-        key = (bg.stream_id, bg.frame_index)
-        if key not in cache:
-            stored = self._read(bg)
-            cache.clear()
-            fits = stored is not None and (stored.header.width, stored.header.height) == size
-            cache[key] = self._decode(bg, stored, request) if fits else None
-        return cache[key]
+    def _backgrounds(self, ref: GroupRef, size: tuple[int, int], request: RegionRequest,
+                     cache: dict) -> list[DecodedGroup]:
+        """Backgrounds at or before the frame (same frame size), newest first, going back until they
+        cover the whole frame (a background has holes where objects stood when it was sent) or
+        MAX_BACKGROUND_LAYERS are used. Each is decoded once and reused by the following frames."""
+        layers: list[DecodedGroup] = []
+        covered = np.zeros((size[1], size[0]), bool)
+        index = ref.frame_index
+        while len(layers) < MAX_BACKGROUND_LAYERS:
+            bg = self.storage.background_at(ref.stream_id, index, request.encrypted == Encrypted.DECRYPT)
+            if bg is None:
+                break
+            key = (bg.stream_id, bg.frame_index)
+            if key not in cache:
+                stored = self._read(bg)
+                fits = stored is not None and (stored.header.width, stored.header.height) == size
+                if len(cache) >= 2 * MAX_BACKGROUND_LAYERS:
+                    cache.pop(next(iter(cache)))
+                cache[key] = self._decode(bg, stored, request) if fits else None
+            if cache[key] is not None:
+                layers.append(cache[key])
+                covered[cache[key].bbox.slices] |= cache[key].mask
+                if covered.all():
+                    break
+            if bg.frame_index == 0:
+                break
+            index = bg.frame_index - 1
+        return layers
 
     def _composites(self, request: RegionRequest, selection: Selection) -> Iterator[service_pb2.Region]:
         cache: dict = {}
@@ -133,8 +149,7 @@ class RegionBuilder:
                     canvas = np.zeros((h.height, h.width, 3), np.uint8)
                     mask = np.zeros((h.height, h.width), bool)
                     base = self._base(ref, stored)
-                    background = self._background(ref, (h.width, h.height), request, cache)
-                    if background is not None:
+                    for background in reversed(self._backgrounds(ref, (h.width, h.height), request, cache)):
                         canvas[background.bbox.slices][background.mask] = background.pixels[background.mask]
                 group = self._decode(ref, stored, request)
                 canvas[group.bbox.slices][group.mask] = group.pixels[group.mask]

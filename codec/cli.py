@@ -39,10 +39,18 @@ def _encode(args: argparse.Namespace) -> int:
 
     image = load_rgb(args.image)
     h, w = image.shape[:2]
-    group_map = _read_group_map(args.groups, h, w) if args.groups else np.zeros(block_grid_shape(h, w), np.int32)
+    if args.groups and args.detect:
+        raise ValueError("use either --groups or --detect")
+    scores: dict[int, float] = {}
+    if args.detect:
+        from edge.roi import group_map_for_image
+
+        group_map, labels, scores = group_map_for_image(image, args.detect)
+    else:
+        group_map = _read_group_map(args.groups, h, w) if args.groups else np.zeros(block_grid_shape(h, w), np.int32)
+        labels = {int(i): ("background" if i == 0 else f"region{i}") for i in np.unique(group_map)}
     ids = [int(i) for i in np.unique(group_map)]
     qualities = {i: (args.quality if i == 0 else args.roi_quality) for i in ids}
-    labels = {i: ("background" if i == 0 else f"region{i}") for i in ids}
     key = EncryptionKey.load(args.key) if args.key else None
     encrypt: list[int] = []
     if args.encrypt:
@@ -51,12 +59,12 @@ def _encode(args: argparse.Namespace) -> int:
         wanted = set(_parse_words(args.encrypt) or [])
         encrypt = [i for i in ids if labels[i] in wanted or str(i) in wanted or ("roi" in wanted and i)]
     codec = Codec.load(args.weights)
-    frame = codec.encode(image, group_map, qualities, labels=labels, key=key, encrypt=encrypt)
+    frame = codec.encode(image, group_map, qualities, labels=labels, scores=scores, key=key, encrypt=encrypt)
     data = frame.SerializeToString()
     args.output.write_bytes(data)
     bpp = len(data) * 8 / (h * w)
     print(json.dumps({"output": str(args.output), "bytes": len(data), "bpp": round(bpp, 4),
-                      "groups": len(frame.groups), "encrypted": encrypt}))
+                      "groups": len(frame.groups), "labels": {str(i): labels[i] for i in ids}, "encrypted": encrypt}))
     return 0
 
 
@@ -123,6 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", type=float, default=0.5, help="background quality q in [0, 1]")
     p.add_argument("--roi-quality", type=float, default=0.8, help="quality of the groups in --groups")
     p.add_argument("--groups", type=Path, help="integer label image (0 = background), one group per label")
+    p.add_argument("--detect", metavar="WORDS", help='detect these classes as groups, e.g. "people, dogs"')
     p.add_argument("--encrypt", help="labels or group ids to encrypt (comma separated; 'roi' = every object group)")
     p.add_argument("--key", type=Path, help="key file (roistream keygen)")
     p.add_argument("--weights", type=Path, help="codec weights file (default: shipped weights)")

@@ -44,6 +44,7 @@ def prepare_ultralytics_env() -> None:
     cache = paths.cache_dir()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # its INFO lines go to stdout and would mix with our JSON
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache / "ultralytics"))
     os.environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
 

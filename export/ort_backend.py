@@ -10,7 +10,6 @@ start. Models exported from other weights are refused (`ModelMismatchError`).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np

@@ -60,3 +60,16 @@ def test_decode_of_a_corrupt_file_fails_cleanly(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_encode_with_detected_people(tmp_path):
+    """--detect runs the offline YOLO-seg detector and makes one group per person."""
+    image = paths.coco_dir() / "images" / "train2017" / "000000000061.jpg"  # people on elephants
+    _run("keygen", "-o", str(tmp_path / "k.json"))
+    enc = json.loads(_run("encode", str(image), "-o", str(tmp_path / "f.rst"), "--detect", "people",
+                          "--encrypt", "person", "--key", str(tmp_path / "k.json")).stdout)
+    people = sorted(int(g) for g, label in enc["labels"].items() if label == "person")
+    assert people and people == enc["encrypted"]
+    out = subprocess.run([sys.executable, "-m", "roistream.cli", "encode", str(image), "-o", str(tmp_path / "g.rst"),
+                          "--detect", "unicorns"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "unicorn" in out.stderr and "person" in out.stderr

@@ -124,7 +124,9 @@ def test_recovery_truncates_uncommitted_tails(tmp_path, cloud_frames):
 
 def test_retention_by_age(tmp_path, cloud_frames):
     now = [1000.0]
-    store = SqliteSegmentStorage(tmp_path / "d", segment_bytes=20_000, clock=lambda: now[0])
+    # segments smaller than a frame, so every frame closes its own segment and pruning frees whole files
+    segment_bytes = cloud_frames.plain.ByteSize() // 2
+    store = SqliteSegmentStorage(tmp_path / "d", segment_bytes=segment_bytes, clock=lambda: now[0])
     try:
         for i in range(6):
             store.submit_frame(relabel(cloud_frames.plain, "cam", i)).result()
