@@ -44,3 +44,39 @@ def md_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def subplots(*args, **kwargs):
+    """matplotlib figure and axes, headless."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def save_figure(fig, name: str, axes=()) -> Path:
+    """Grid + legend on `axes`, then bench/results/NAME.png."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_module(module_name: str) -> None:
+    """`python -m bench.X` for the benchmarks that define add_arguments(parser) and run(args)."""
+    import argparse
+    import sys
+
+    module = sys.modules[module_name]
+    parser = argparse.ArgumentParser(description=(module.__doc__ or "").splitlines()[0])
+    module.add_arguments(parser)
+    module.run(parser.parse_args())

@@ -16,7 +16,7 @@ import numpy as np
 from roistream import paths
 
 from .baselines import encode_decode
-from .common import RESULTS, md_table, write_results
+from .common import md_table, run_module, save_figure, subplots, write_results
 
 ROI_Q = (0.2, 0.4, 0.6, 0.8, 1.0)
 BASELINE_Q = {"jpeg": (5, 10, 20, 40, 70), "webp": (2, 5, 10, 25, 50, 80), "avif": (10, 20, 35, 50, 70)}
@@ -142,12 +142,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _plot(curves: dict[str, list[dict]], name: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = subplots(figsize=(6.5, 4.5))
     for codec_name, pts in curves.items():
         if codec_name == "original":
             ax.axhline(pts[0]["map50_vs_gt"], color="k", ls="--", label="original images")
@@ -157,18 +152,8 @@ def _plot(curves: dict[str, list[dict]], name: str) -> None:
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel("mAP50 vs ground truth")
     ax.set_xlim(0, 1.5)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"{name}.png", dpi=110)
-    plt.close(fig)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    run(parser.parse_args())
+    save_figure(fig, name, [ax])
 
 
 if __name__ == "__main__":
-    main()
+    run_module(__name__)

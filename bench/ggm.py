@@ -20,7 +20,7 @@ from scipy.stats import norm
 
 from roistream import paths
 
-from .common import md_table, write_results
+from .common import md_table, run_module, write_results
 
 MIN_P = 1e-9
 
@@ -106,11 +106,5 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    run(parser.parse_args())
-
-
 if __name__ == "__main__":
-    main()
+    run_module(__name__)

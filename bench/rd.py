@@ -15,7 +15,7 @@ import numpy as np
 from roistream import paths
 
 from .baselines import QUALITIES, encode_decode
-from .common import RESULTS, md_table, psnr, write_results
+from .common import md_table, psnr, run_module, save_figure, subplots, write_results
 from .metrics import bd_rate, ms_ssim
 
 OUR_QUALITIES = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
@@ -62,27 +62,18 @@ def bd_rates(points: dict[str, list[dict]], metric: str) -> dict[str, float]:
             for ref, pts in points.items() if ref != "roistream"}
 
 
-def plot(points: dict[str, list[dict]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, pts in points.items():
+def plot(points: dict[str, list[dict]], name: str, title: str) -> None:
+    fig, axes = subplots(1, 2, figsize=(12, 4.5))
+    for codec_name, pts in points.items():
         bpp = [p["bpp"] for p in pts]
-        axes[0].plot(bpp, [p["psnr"] for p in pts], "o-", label=name)
-        axes[1].plot(bpp, [p["ms_ssim"] for p in pts], "o-", label=name)
+        axes[0].plot(bpp, [p["psnr"] for p in pts], "o-", label=codec_name)
+        axes[1].plot(bpp, [p["ms_ssim"] for p in pts], "o-", label=codec_name)
     for ax, ylabel in zip(axes, ("PSNR-RGB (dB)", "MS-SSIM")):
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
         ax.set_xlim(0, 1.5)
-        ax.grid(alpha=0.3)
-        ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, name, axes)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
     result = {"images": str(args.images), "count": len(images), "points": points,
               "bd_rate_psnr_percent": bd_rates(points, "psnr"),
               "bd_rate_msssim_percent": bd_rates(points, "ms_ssim") if not args.no_msssim else {}}
-    plot(points, RESULTS / f"{args.name}.png", f"{len(images)} images from {args.images.name}")
+    plot(points, args.name, f"{len(images)} images from {args.images.name}")
     rows = [[name, p["quality"], p["bpp"], p["psnr"], p["ms_ssim"]] for name, pts in points.items() for p in pts]
     bd = [[ref, result["bd_rate_psnr_percent"][ref], result["bd_rate_msssim_percent"].get(ref, float("nan"))]
           for ref in result["bd_rate_psnr_percent"]]
@@ -114,11 +105,5 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    run(parser.parse_args())
-
-
 if __name__ == "__main__":
-    main()
+    run_module(__name__)
