@@ -83,13 +83,15 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
     cfg.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = cfg.out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
+    step, rng = 0, np.random.default_rng(cfg.seed)
     if cfg.init is not None and not ckpt_path.exists():
-        model = model_from_weights(load_weights(cfg.init)).to(device)
+        init = load_weights(cfg.init)
+        model = model_from_weights(init).to(device)
+        step = int(init.notes.get("steps", 0))  # continue the learning-rate schedule where it stopped
     else:
         model = RoiCodecModel(model_config).to(device)
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, rng = 0, np.random.default_rng(cfg.seed)
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
