@@ -10,8 +10,8 @@ from scipy.interpolate import PchipInterpolator
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """MS-SSIM of two HxWx3 uint8 images (data range 255)."""
-    ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    ta = torch.tensor(a).permute(2, 0, 1)[None].double()  # a copy: decoded images may be read-only
+    tb = torch.tensor(b).permute(2, 0, 1)[None].double()
     return float(_ms_ssim(ta, tb, data_range=255.0))
 
 
