@@ -57,9 +57,10 @@ def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: f
     from edge.sources import open_source
     from roistream.local import jpeg_at_psnr, local_cloud, roi_psnr, stream_source
 
-    for stale in ("cloud", "edge.spool", "crops"):
+    for stale in ("cloud", "crops"):  # each run starts from an empty cloud and spool
         shutil.rmtree(out / stale, ignore_errors=True)
-        (out / stale).unlink(missing_ok=True) if (out / stale).is_file() else None
+    for spool_file in out.glob("edge.spool*"):  # the SQLite database and its WAL files
+        spool_file.unlink()
     (out / "crops").mkdir(parents=True, exist_ok=True)
     codec, detector = Codec.load(), Detector()
     policy = RoiPolicy.from_words(roi, detector.class_names, roi_quality=roi_quality, bg_quality=bg_quality)
