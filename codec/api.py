@@ -200,13 +200,13 @@ class Codec:
         wanted_ids = None if groups is None else set(groups)
         wanted_labels = None if labels is None else set(labels)
         out = DecodedFrame(frame.header.width, frame.header.height)
-        present = [r.group_id for r in frame.groups]
-        if len(set(present)) != len(present):
+        ids = [r.group_id for r in frame.groups]
+        present, listed = set(ids), set(frame.header.group_ids)
+        if len(present) != len(ids):
             raise CorruptStreamError("a group appears twice in the frame")
-        if not set(present) <= set(frame.header.group_ids):
+        if not present <= listed:
             raise CorruptStreamError("the frame holds groups its header does not list")
-        needed = set(frame.header.group_ids) if wanted_ids is None else wanted_ids & set(frame.header.group_ids)
-        missing = sorted(needed - set(present))
+        missing = sorted((listed if wanted_ids is None else wanted_ids & listed) - present)
         if missing and wanted_labels is None:
             raise CorruptStreamError(f"the frame is missing group(s) {missing} (truncated stream?)")
         for record in frame.groups:

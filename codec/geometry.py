@@ -49,10 +49,6 @@ class Crop:
         k = BLOCKS_PER_HYPER
         return slice(self.r0 * k, self.r1 * k), slice(self.c0 * k, self.c1 * k)
 
-    @property
-    def hyper_shape(self) -> tuple[int, int]:
-        return self.r1 - self.r0, self.c1 - self.c0
-
 
 def group_crop(block_mask: np.ndarray) -> Crop:
     """The 64-px aligned bounding box (in hyper cells) of the blocks set in `block_mask`."""
