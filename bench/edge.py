@@ -43,7 +43,8 @@ def run_stream(codec, detector, args, bg_interval: int, data_dir: Path, stream: 
     with local_cloud(data_dir / "cloud", codec) as server:
         summary, delivery = stream_source(server, codec, detector, policy, open_source(paths.video_path()),
                                           stream=stream, spool_path=data_dir / f"{stream}.spool",
-                                          bg_interval=bg_interval, max_frames=args.frames, on_frame=results.append)
+                                          bg_interval=bg_interval, max_frames=args.frames, on_frame=results.append,
+                                          pipelined=not args.sequential)
     return summary, results, {"flushed": delivery.flushed, "wall_with_acks_s": delivery.wall_with_acks_s,
                               "stored": delivery.stored, "reconnects": delivery.reconnects}
 
@@ -57,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bg-interval", type=int, default=10)
     p.add_argument("--baseline-step", type=int, default=5, help="uniform-quality baseline on every k-th frame")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--backend", default="torch", help="encoder runtime: torch, onnxruntime or tensorrt")
+    p.add_argument("--backend", default="onnxruntime", help="encoder runtime: torch, onnxruntime or tensorrt "
+                   "(onnxruntime exports the ONNX graphs to the cache first when they are missing)")
+    p.add_argument("--sequential", action="store_true", help="detect and encode one after the other "
+                   "(default: detect the next frame while this one is encoded)")
     args = p.parse_args(argv)
 
     import torch
@@ -70,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         return [f.image for f in open_source(paths.video_path(), max_frames=n)]
 
     torch.set_num_threads(args.threads)
+    if args.backend == "onnxruntime":
+        from export.onnx import ensure_exported
+
+        ensure_exported()
     codec, encoder = make_codec(args.backend)
     detector = Detector()
     detector.detect(vtest_frames(1)[0])  # warm-up (session creation, first-call allocation)

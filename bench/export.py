@@ -40,15 +40,12 @@ def run(n_images: int, threads: int, quality: float, repeats: int, models: Path 
     from codec.data import load_rgb
     from codec.gain import quantize_quality
     from codec.geometry import block_grid_shape, pad_image
-    from export.onnx import default_models_dir, export_onnx, load_codec_weights, model_filename
+    from export.onnx import ensure_exported, load_codec_weights
     from export.ort_backend import OnnxRuntimeBackend
 
     torch.set_num_threads(threads)
     w = load_codec_weights(None)
-    folder = models or default_models_dir(w.weights_id)
-    if not (folder / model_filename("analysis")).is_file():
-        print(f"exporting the ONNX graphs to {folder} ...")
-        export_onnx(w, folder, verify=False)
+    folder = models or ensure_exported(w)
     reference = Codec(w)
     onnx_be = OnnxRuntimeBackend(folder, ["cpu"], weights_id=w.weights_id, threads=threads)
     onnx_codec = Codec(w, backend=onnx_be)
@@ -118,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=24, help="Kodak images (default all 24)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads = onnxruntime intra-op threads")
     parser.add_argument("--quality", type=float, default=0.5)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="time each step this many times, keep the best")
     parser.add_argument("--models", type=Path, help="exported ONNX folder (default: export to the cache)")
     args = parser.parse_args(argv)
     out = run(args.images, args.threads, args.quality, args.repeats, args.models)

@@ -99,13 +99,10 @@ def run(n_frames: int, n_images: int, models: Path | None, build: bool) -> dict 
     from codec.api import Codec
     from codec.gain import quantize_quality
     from codec.geometry import block_grid_shape, pad_image
-    from export.onnx import default_models_dir, export_onnx, load_codec_weights, model_filename
+    from export.onnx import ensure_exported, load_codec_weights
 
     w = load_codec_weights(None)
-    folder = models or default_models_dir(w.weights_id)
-    if not (folder / model_filename("analysis", "fp16")).is_file():
-        print(f"exporting the ONNX graphs to {folder} ...", flush=True)
-        export_onnx(w, folder, verify=False)
+    folder = models or ensure_exported(w)
     backends, missing = _backends(w, folder, build)
     reference = Codec(w)  # CPU torch: the standard decoder
     q = quantize_quality(0.5)

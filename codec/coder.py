@@ -42,6 +42,19 @@ class GroupPixels:
     y_hat: np.ndarray  # [M, h/16, w/16] gained latents as decoded (for tests and analysis)
 
 
+class ThresholdBins:
+    """`np.searchsorted(thresholds, v, side="right")` for integer v through a lookup table over the
+    thresholds' span (a few hundred entries): about 10x faster on a frame's 10^5-10^6 latents."""
+
+    def __init__(self, thresholds: np.ndarray):
+        self.low = int(thresholds[0]) - 1
+        span = np.arange(self.low, int(thresholds[-1]) + 1, dtype=np.int64)
+        self.table = np.searchsorted(thresholds, span, side="right").astype(np.int64)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return self.table[np.clip(values - self.low, 0, self.table.size - 1)]
+
+
 class GroupCoder:
     def __init__(self, weights: CodecWeights, backend: Backend | None = None):
         self.weights = weights
@@ -50,14 +63,16 @@ class GroupCoder:
         self.y_models = entropy.TableModels(weights.y_tables)
         self.z_models = entropy.TableModels(weights.z_tables)
         self._n_sigma = weights.sigma_levels.size
+        self._sigma_bins = ThresholdBins(weights.sigma_thresholds)
+        self._beta_bins = ThresholdBins(weights.beta_thresholds)
 
     def hyper_parameters(self, z_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """z-hat [N, h, w] (int64) -> GGM mean (float64) and table cell (int64), each [M, 4h, 4w]."""
         out = run_float64(self.weights.hs_layers, z_int[None])[0]
         m = self.weights.config.m
         mean_int, log_sigma_int, beta_logit_int = out[:m], out[m : 2 * m], out[2 * m :]
-        beta_idx = np.searchsorted(self.weights.beta_thresholds, beta_logit_int, side="right")
-        sigma_idx = np.searchsorted(self.weights.sigma_thresholds, log_sigma_int, side="right")
+        beta_idx = self._beta_bins(beta_logit_int)
+        sigma_idx = self._sigma_bins(log_sigma_int)
         sigma_idx = np.maximum(sigma_idx, self.weights.min_sigma_index[beta_idx])
         return mean_int / float(2**OUT_FRAC), beta_idx * self._n_sigma + sigma_idx
 

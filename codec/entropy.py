@@ -42,7 +42,9 @@ class TableModels:
 
 def _runs(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stable order by cell, and the start/end of each run of equal cells in that order."""
-    order = np.argsort(cells, kind="stable")
+    # A stable sort's order is unique; on 16-bit keys numpy uses a radix sort, ~7x faster.
+    keys = cells.astype(np.int16) if cells.size and 0 <= cells.min() and cells.max() < 2**15 else cells
+    order = np.argsort(keys, kind="stable")
     sorted_cells = cells[order]
     starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_cells)) + 1))
     ends = np.append(starts[1:], sorted_cells.size)

@@ -18,6 +18,7 @@ implementation used by the tests to confirm the float64 path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -111,6 +112,13 @@ class IntLayer:
         t, st, pad, opad, fin, fout, relu = (int(v) for v in arrays["meta"])
         return cls(arrays["weight"], arrays["bias"], arrays["multiplier"], bool(t), st, pad, opad, fin, fout, bool(relu))
 
+    @cached_property
+    def float64_params(self) -> tuple[Tensor, Tensor, Tensor]:
+        """weight, bias [1, out, 1, 1] and multiplier [1, out, 1, 1] as float64 tensors (made once)."""
+        return (torch.from_numpy(self.weight.astype(np.float64)),
+                torch.from_numpy(self.bias.astype(np.float64)).view(1, -1, 1, 1),
+                torch.from_numpy(self.multiplier.astype(np.float64)).view(1, -1, 1, 1))
+
     @property
     def shift(self) -> int:
         return SCALE_FRAC + self.in_frac - self.out_frac
@@ -144,13 +152,12 @@ def run_float64(layers: list[IntLayer], z_hat: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(np.clip(z_hat, -IN_MAX, IN_MAX).astype(np.float64))
     with torch.no_grad():
         for layer in layers:
-            w = torch.from_numpy(layer.weight.astype(np.float64))
+            w, bias, multiplier = layer.float64_params
             if layer.transposed:
                 acc = F.conv_transpose2d(x, w, None, layer.stride, layer.padding, layer.output_padding)
             else:
                 acc = F.conv2d(x, w, None, layer.stride, layer.padding)
-            acc = acc + torch.from_numpy(layer.bias.astype(np.float64)).view(1, -1, 1, 1)
-            scaled = acc * torch.from_numpy(layer.multiplier.astype(np.float64)).view(1, -1, 1, 1)
+            scaled = (acc + bias) * multiplier
             x = layer.clamp(torch.floor(scaled / 2.0**layer.shift))
     return x.numpy().astype(np.int64)
 

@@ -36,6 +36,13 @@ class GDN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         beta = self.beta**2 + 1e-6
         gamma = self.gamma**2
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # Channels-last (the encoder's and training's layout): mix along the last axis of the
+            # [B, H, W, C] view, with no layout conversion.
+            pixels = x.permute(0, 2, 3, 1)
+            norm = torch.sqrt(torch.matmul(pixels * pixels, gamma.t()) + beta)
+            out = pixels * norm if self.inverse else pixels / norm
+            return out.permute(0, 3, 1, 2)
         b, c, h, w = x.shape
         mixed = torch.matmul(gamma, (x * x).reshape(b, c, h * w)) + beta[:, None]
         norm = torch.sqrt(mixed.reshape(b, c, h, w))

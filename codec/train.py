@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ class TrainConfig:
     bf16: bool = True
     device: str = "auto"
     init: Path | None = None  # weights file to start from when there is no checkpoint yet
+    photos: Path | None = None  # photo folder (default ../shared/data/photos)
+    coco: Path | None = None  # coco128-seg root with images/ and labels/ (default ../shared/data/coco128-seg)
 
 
 def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, pixel_mask: torch.Tensor,
@@ -99,19 +102,14 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
         step = state["step"]
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
-    photos = [load_rgb(p, MAX_SIDE) for p in list_images(paths.photos_dir())]
-    sampler = GroupSampler(photos, load_coco(paths.coco_dir()), cfg.crop, rng)
-    log_path = cfg.out / "log.csv"
-    new_log = not log_path.exists()
-    log_file = log_path.open("a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "loss", "bpp", "mse", "psnr", "lr", "seconds"])
+    photos = [load_rgb(p, MAX_SIDE) for p in list_images(cfg.photos or paths.photos_dir())]
+    coco = load_coco(cfg.coco or paths.coco_dir())
+    if not photos and not coco:
+        raise ValueError(f"no training images in {cfg.photos or paths.photos_dir()} or {cfg.coco or paths.coco_dir()}")
+    sampler = GroupSampler(photos, coco, cfg.crop, rng)
+    log = TrainingLog(cfg.out / "log.csv")
     model.train()
     last_ckpt = time.monotonic()
-    start = time.monotonic()
-    window: list[list[float]] = []
-    bad_steps = 0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     bar = tqdm(total=cfg.steps, initial=step, mininterval=30, desc="train")
 
@@ -123,40 +121,84 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
         ckpt_path.with_suffix(".tmp").replace(ckpt_path)
         return export_weights(model, cfg.out / "weights.npz", notes={"steps": step})
 
-    while step < cfg.steps:
-        for group in opt.param_groups:
-            group["lr"] = _learning_rate(cfg, step)
-        x, bm, pm = (t.to(device) for t in _batch(sampler, cfg.batch))
-        q = torch.rand(cfg.batch, device=device)
-        with autocast:
-            out = model(x, bm, q)
-        metrics = rate_distortion_loss(out, x, pm, q)
-        if bad_steps > 50:
-            raise FloatingPointError(f"50 batches in a row with non-finite loss or gradients at step {step}")
-        if not math.isfinite(metrics["loss"].item()):
-            bad_steps += 1
-            continue
-        opt.zero_grad(set_to_none=True)
-        metrics["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        if not torch.isfinite(grad_norm):
-            bad_steps += 1
-            continue
-        opt.step()
-        bad_steps = 0
-        step += 1
-        bar.update(1)
-        window.append([metrics[k].item() for k in ("loss", "bpp", "mse", "psnr")])
-        if step % 100 == 0:
-            mean = np.mean(window, axis=0)
-            window.clear()
-            log.writerow([step, *[f"{v:.5f}" for v in mean], opt.param_groups[0]["lr"],
-                          f"{time.monotonic() - start:.0f}"])
-            log_file.flush()
-            bar.set_postfix(loss=f"{mean[0]:.3f}", bpp=f"{mean[1]:.3f}", psnr=f"{mean[3]:.2f}")
-        if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
-            save()
-            last_ckpt = time.monotonic()
-    bar.close()
-    log_file.close()
+    stop_signal: list[int] = []  # SIGINT / SIGTERM: checkpoint, then stop (a stopped job loses nothing)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stop_signal.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    bad_batches = 0
+    try:
+        while step < cfg.steps and not stop_signal:
+            lr = _learning_rate(cfg, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x, bm, pm = (t.to(device) for t in _batch(sampler, cfg.batch))
+            metrics = _optimizer_step(model, opt, autocast, x, bm, pm, torch.rand(cfg.batch, device=device))
+            if metrics is None:
+                bad_batches += 1
+                if bad_batches > 50:
+                    raise FloatingPointError(f"50 batches in a row with non-finite loss or gradients at step {step}")
+                continue
+            bad_batches = 0
+            step += 1
+            bar.update(1)
+            summary = log.add(step, metrics, lr)
+            if summary:
+                bar.set_postfix(summary)
+            if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
+                save()
+                last_ckpt = time.monotonic()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        bar.close()
+        log.close()
+    if stop_signal:
+        print(f"signal {stop_signal[0]}: checkpoint at step {step}, stopping", flush=True)
     return save()
+
+
+def _optimizer_step(model, opt, autocast, x: torch.Tensor, block_mask: torch.Tensor, pixel_mask: torch.Tensor,
+                    q: torch.Tensor) -> dict[str, float] | None:
+    """One Adam step on a batch; None (and no update) when the loss or the gradients are not finite."""
+    with autocast:
+        out = model(x, block_mask, q)
+    metrics = rate_distortion_loss(out, x, pixel_mask, q)
+    if not math.isfinite(metrics["loss"].item()):
+        return None
+    opt.zero_grad(set_to_none=True)
+    metrics["loss"].backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    if not torch.isfinite(grad_norm):
+        return None
+    opt.step()
+    return {k: metrics[k].item() for k in ("loss", "bpp", "mse", "psnr")}
+
+
+class TrainingLog:
+    """log.csv: means over every 100 steps, appended (a resumed run continues the same file)."""
+
+    COLUMNS = ["step", "loss", "bpp", "mse", "psnr", "lr", "seconds"]
+    EVERY = 100
+
+    def __init__(self, path: Path):
+        new = not path.exists()
+        self._file = path.open("a", newline="")
+        self._csv = csv.writer(self._file)
+        if new:
+            self._csv.writerow(self.COLUMNS)
+        self._window: list[list[float]] = []
+        self._start = time.monotonic()
+
+    def add(self, step: int, metrics: dict[str, float], lr: float) -> dict[str, str] | None:
+        """Record one step; every EVERY steps write a row and return it for the progress bar."""
+        self._window.append([metrics[k] for k in ("loss", "bpp", "mse", "psnr")])
+        if step % self.EVERY:
+            return None
+        loss, bpp, mse, psnr = np.mean(self._window, axis=0)
+        self._window.clear()
+        self._csv.writerow([step, *(f"{v:.5f}" for v in (loss, bpp, mse, psnr)), lr,
+                            f"{time.monotonic() - self._start:.0f}"])
+        self._file.flush()
+        return {"loss": f"{loss:.3f}", "bpp": f"{bpp:.3f}", "psnr": f"{psnr:.2f}"}
+
+    def close(self) -> None:
+        self._file.close()

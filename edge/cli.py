@@ -54,7 +54,7 @@ def build_pipeline(args: argparse.Namespace):
     pipeline = EdgePipeline(codec, policy, detector=detector, face_detector=faces, sink=SpoolSink(spool, streamer),
                             stream_id=args.stream, bg_interval=args.bg_interval, target_kbps=args.target_kbps,
                             key=key, metrics=metrics, status=None if args.no_status else sys.stderr,
-                            first_index=first, streamer=streamer, encoder_name=encoder, pipelined=args.pipelined)
+                            first_index=first, streamer=streamer, encoder_name=encoder, pipelined=not args.sequential)
     return pipeline, source, spool, streamer, metrics
 
 
@@ -146,7 +146,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--models-dir", "--onnx-dir", dest="models_dir", type=Path,
                    help="exported models (default: where roistream export writes them)")
     g.add_argument("--weights", type=Path, help="codec weights (default: shipped weights)")
-    g.add_argument("--pipelined", action="store_true", help="detect the next frame while encoding this one")
+    g.add_argument("--sequential", action="store_true",
+                   help="detect and encode one after the other (default: detect the next frame while this one "
+                        "is encoded)")
     g = p.add_argument_group("cloud")
     g.add_argument("--cloud", help="HOST:PORT of the cloud's gRPC service (omit to only spool)")
     g.add_argument("--stream", required=True, help="stream id")

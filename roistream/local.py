@@ -38,7 +38,7 @@ class Delivery:
 
 def stream_source(server, codec, detector, policy, source, *, stream: str, spool_path: Path, bg_interval: int,
                   max_frames: int | None, key=None, target_kbps: float | None = None, on_frame=None,
-                  status=None, flush_timeout_s: float = 120.0):
+                  status=None, flush_timeout_s: float = 120.0, pipelined: bool = True):
     """Run the edge pipeline on `source` into `server` through a durable spool; wait for the acks.
 
     Returns (EdgeSummary, Delivery).
@@ -52,7 +52,8 @@ def stream_source(server, codec, detector, policy, source, *, stream: str, spool
     try:
         pipe = EdgePipeline(codec, policy, detector=detector, sink=SpoolSink(spool, streamer), stream_id=stream,
                             bg_interval=bg_interval, streamer=streamer, keep_frames=on_frame is not None,
-                            on_frame=on_frame, key=key, target_kbps=target_kbps, status=status)
+                            on_frame=on_frame, key=key, target_kbps=target_kbps, status=status,
+                            pipelined=pipelined)
         start = time.perf_counter()
         summary = pipe.run(source, max_frames=max_frames)
         flushed = streamer.flush(flush_timeout_s)

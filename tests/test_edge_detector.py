@@ -50,12 +50,12 @@ def test_class_filter_and_names(detector, person_images):
         detector.set_classes(["unicorn"])
     detector.set_classes(["person"])
     image = person_images[0][0]
-    sharp = detector.detect(image)
-    detector.retina_masks = False  # masks at 320x320, un-letterboxed to the frame afterwards
+    coarse = detector.detect(image)  # default: masks at 320x320, un-letterboxed to the frame afterwards
+    detector.retina_masks = True
     try:
-        coarse = detector.detect(image)
+        sharp = detector.detect(image)
     finally:
-        detector.retina_masks = True
+        detector.retina_masks = False
     assert len(coarse) == len(sharp) and coarse[0].mask.shape == image.shape[:2]
     inter = (coarse[0].mask & sharp[0].mask).sum()
     assert inter / (coarse[0].mask | sharp[0].mask).sum() > 0.8
@@ -90,3 +90,29 @@ def test_missing_weights_fail_clearly(tmp_path):
         Detector(tmp_path / "nope-seg.onnx")
     with pytest.raises(DetectorError, match="not found"):
         FaceDetector(tmp_path / "nope.onnx")
+
+
+def test_int8_detector_runs_as_its_float_copy(detector, person_images):
+    """The dynamic int8 model is run as a float copy of its int8 weights: same detections."""
+    from export.detector import is_dynamic_int8
+
+    assert detector.runs != detector.weights and not is_dynamic_int8(detector.runs)
+    int8 = Detector(classes=["person"], int8_as_float=False)
+    assert int8.runs == int8.weights and is_dynamic_int8(int8.runs)
+    detector.set_classes(["person"])
+    matched = total = 0
+    for image, _ in person_images[:4]:
+        a, b = detector.detect(image), int8.detect(image)
+        total += max(len(a), len(b))
+        for d in a:
+            ious = [(d.mask & e.mask).sum() / (d.mask | e.mask).sum() for e in b]
+            matched += bool(ious) and max(ious) > 0.7
+    assert total and matched >= 0.8 * total, (matched, total)
+    detector.set_classes(None)
+
+
+def test_dequantize_refuses_a_float_model(tmp_path):
+    from export.detector import dequantize_dynamic_int8
+
+    with pytest.raises(ValueError, match="no ConvInteger"):
+        dequantize_dynamic_int8(Detector().runs, tmp_path / "again.onnx")

@@ -61,9 +61,9 @@ def test_real_export_of_an_untrained_checkpoint(tmp_path):
     import numpy as np
     import onnxruntime as ort
 
-    from export.detector import offline_ultralytics_env
+    from edge.detector import prepare_ultralytics_env
 
-    offline_ultralytics_env()
+    prepare_ultralytics_env()
     from ultralytics import YOLO
 
     pt = tmp_path / "yolo11n-seg.pt"

@@ -45,3 +45,15 @@ def test_quantization_aware_h_s_matches_integer_runtime():
     diff = np.abs(fake - exact)
     assert diff.max() <= 2
     assert (diff == 0).mean() > 0.95
+
+
+def test_threshold_bins_equal_searchsorted(codec):
+    """The table cells come from a lookup table that must agree with searchsorted everywhere,
+    including below, above and exactly on every threshold."""
+    from codec.coder import ThresholdBins
+
+    rng = np.random.default_rng(3)
+    for thresholds in (codec.weights.sigma_thresholds, codec.weights.beta_thresholds):
+        values = np.concatenate([thresholds, thresholds - 1, thresholds + 1, [-(2**24), 2**24],
+                                 rng.integers(thresholds[0] - 50, thresholds[-1] + 50, 10_000)])
+        assert np.array_equal(ThresholdBins(thresholds)(values), np.searchsorted(thresholds, values, side="right"))
