@@ -16,13 +16,13 @@ import numpy as np
 
 from roistream import paths
 
-from . import crypto
+from . import crypto, scaling
 from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, check_crc, check_header, parse_frame,
                         record_binding, record_block_mask, record_crc)
 from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
 from .gain import dequantize_quality, quantize_quality
-from .geometry import BLOCK, block_grid_shape, pad_image, rle_encode
+from .geometry import BLOCK, block_grid_shape, pad_image, rle_encode, upsample_blocks
 from .runtime import Backend
 from .weights import CodecWeights, load_weights
 
@@ -110,11 +110,12 @@ class Codec:
                labels: Mapping[int, str] | None = None, scores: Mapping[int, float] | None = None,
                stream_id: str = "", frame_index: int = 0, timestamp_us: int | None = None,
                key: crypto.EncryptionKey | None = None, encrypt: Iterable[int] = (),
-               groups: Iterable[int] | None = None) -> EncodedFrame:
+               groups: Iterable[int] | None = None, scales: Mapping[int, int] | None = None) -> EncodedFrame:
         """Code each group of `group_map` (block grid of the padded frame, 0 = background).
 
         qualities: one q for all groups or a q per group id. `encrypt` lists group ids sealed with
-        `key`. `groups` restricts which groups are coded (e.g. to skip the background).
+        `key`. `groups` restricts which groups are coded (e.g. to skip the background). `scales`
+        codes groups at 1/2, 1/4 or 1/8 resolution (group id -> 2, 4 or 8; codec.scaling).
         """
         height, width = image.shape[:2]
         grid = block_grid_shape(height, width)
@@ -125,6 +126,9 @@ class Codec:
         if encrypt and key is None:
             raise ValueError("groups to encrypt were given without a key")
         padded = _to_rgb_float(image)
+        scales = dict(scales or {})
+        log2 = {gid: scaling.scale_log2(int(f)) for gid, f in scales.items()}  # refuses bad factors early
+        downscaled: dict[int, np.ndarray] = {}
         frame = EncodedFrame()
         h = frame.header
         h.format_version, h.weights_id = BITSTREAM_VERSION, self.weights_id
@@ -137,16 +141,25 @@ class Codec:
         h.group_ids.extend(ids)
         for gid in ids:
             q = qualities if isinstance(qualities, (int, float)) else qualities.get(gid, 0.5)
-            self._encode_group(frame, padded, group_map == gid, gid, quantize_quality(float(q)),
-                               (labels or {}).get(gid, "background" if gid == 0 else ""),
-                               float((scores or {}).get(gid, 0.0)), key if gid in encrypt else None)
+            block_mask = group_map == gid
+            factor = scales.get(gid, 1)
+            if factor == 1:
+                payload, _ = self.coder.encode(padded, block_mask, quantize_quality(float(q)))
+            else:
+                if factor not in downscaled:
+                    downscaled[factor] = _to_rgb_float(scaling.downscale(image, factor))
+                coarse = scaling.coarse_block_mask(block_mask, height, width, factor)
+                payload, _ = self.coder.encode(downscaled[factor], coarse, quantize_quality(float(q)))
+            self._add_record(frame, payload, block_mask, gid, quantize_quality(float(q)), log2.get(gid, 0),
+                             (labels or {}).get(gid, "background" if gid == 0 else ""),
+                             float((scores or {}).get(gid, 0.0)), key if gid in encrypt else None)
         return frame
 
-    def _encode_group(self, frame: EncodedFrame, padded: np.ndarray, block_mask: np.ndarray, gid: int,
-                      q_index: int, label: str, score: float, key: crypto.EncryptionKey | None) -> None:
-        payload, _ = self.coder.encode(padded, block_mask, q_index)
+    def _add_record(self, frame: EncodedFrame, payload: bytes, block_mask: np.ndarray, gid: int, q_index: int,
+                    scale_log2: int, label: str, score: float, key: crypto.EncryptionKey | None) -> None:
         rec = frame.groups.add()
         rec.group_id, rec.label, rec.score, rec.quality = gid, label, score, q_index
+        rec.scale_log2 = scale_log2
         box = block_bbox(block_mask, frame.header.width, frame.header.height)
         rec.bbox.x, rec.bbox.y, rec.bbox.width, rec.bbox.height = box.x, box.y, box.width, box.height
         rec.block_runs.extend(rle_encode(block_mask))
@@ -175,14 +188,21 @@ class Codec:
         block_mask = record_block_mask(header, record)
         if record.quality > 255:
             raise CorruptStreamError(f"{what}: quality {record.quality} out of range")
-        out = self.coder.decode(payload, block_mask, record.quality)
+        if record.scale_log2 > scaling.MAX_SCALE_LOG2:
+            raise CorruptStreamError(f"{what}: scale 1/2^{record.scale_log2} out of range")
+        factor = 1 << record.scale_log2
+        coded_mask = block_mask if factor == 1 else scaling.coarse_block_mask(block_mask, header.height,
+                                                                              header.width, factor)
+        out = self.coder.decode(payload, coded_mask, record.quality)
+        pixels = out.pixels if factor == 1 else scaling.upsample(out.pixels, out.pixel_mask, factor)
         box = block_bbox(block_mask, header.width, header.height)
         rows, cols = out.crop.pixel_slices
-        oy, ox = box.y - rows.start, box.x - cols.start
+        oy, ox = box.y - rows.start * factor, box.x - cols.start * factor
         region = (slice(oy, oy + box.height), slice(ox, ox + box.width))
-        pixels = np.rint(out.pixels.transpose(1, 2, 0)[region] * 255).astype(np.uint8)
+        mask = upsample_blocks(block_mask)[box.slices]
+        rgb = np.rint(pixels.transpose(1, 2, 0)[region] * 255).astype(np.uint8) * mask[..., None]
         return DecodedGroup(record.group_id, record.label, float(record.score), dequantize_quality(record.quality),
-                            box, pixels, out.pixel_mask[region].copy())
+                            box, rgb, mask)
 
     def decode(self, frame: EncodedFrame | bytes, groups: Iterable[int] | None = None,
                labels: Iterable[str] | None = None, keys: crypto.Keyring | None = None,

@@ -35,8 +35,8 @@ def build_pipeline(args: argparse.Namespace):
     detector = Detector(args.detector, conf=args.conf, imgsz=args.imgsz)
     known = detector.class_names + [FACE_LABEL]
     policy = RoiPolicy.from_words(args.roi, known, class_quality=args.class_quality, encrypt=args.encrypt,
-                                  roi_quality=args.roi_quality, bg_quality=args.bg_quality, margin_px=args.margin,
-                                  min_area_px=args.min_size, max_groups=args.max_groups)
+                                  roi_quality=args.roi_quality, bg_quality=args.bg_quality, bg_scale=args.bg_scale,
+                                  margin_px=args.margin, min_area_px=args.min_size, max_groups=args.max_groups)
     faces = FaceDetector() if (policy.wants_faces or args.faces) else None
     if args.faces and policy.classes is not None and FACE_LABEL not in policy.classes:
         policy.classes.append(FACE_LABEL)
@@ -126,6 +126,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--roi-quality", type=float, default=0.85, help="quality of ROI groups (default 0.85)")
     g.add_argument("--class-quality", help='per-class quality, e.g. "person=0.9,car=0.6"')
     g.add_argument("--bg-quality", type=float, default=0.3, help="background quality (default 0.3)")
+    g.add_argument("--bg-scale", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="code the background at 1/N resolution (fewer bits and less CPU, a blurred context)")
     g.add_argument("--bg-interval", type=int, default=1,
                    help="send the background every N frames and on scene changes (1 = every frame, 0 = scene "
                         "changes only)")

@@ -47,7 +47,8 @@ def _write_rgb(path: Path, image: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
-def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: float, bg_interval: int) -> dict:
+def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: float, bg_interval: int,
+             bg_scale: int = 1) -> dict:
     import cv2
 
     from cloud.client import CloudClient
@@ -63,7 +64,8 @@ def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: f
         spool_file.unlink()
     (out / "crops").mkdir(parents=True, exist_ok=True)
     codec, detector = Codec.load(), Detector()
-    policy = RoiPolicy.from_words(roi, detector.class_names, roi_quality=roi_quality, bg_quality=bg_quality)
+    policy = RoiPolicy.from_words(roi, detector.class_names, roi_quality=roi_quality, bg_quality=bg_quality,
+                                  bg_scale=bg_scale)
     stream = "vtest"
     results = []
     with local_cloud(out / "cloud", codec) as server:
@@ -115,7 +117,8 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    report = run_demo(args.out, args.frames, args.roi, args.roi_quality, args.bg_quality, args.bg_interval)
+    report = run_demo(args.out, args.frames, args.roi, args.roi_quality, args.bg_quality, args.bg_interval,
+                      args.bg_scale)
     print(f"\n{report['frames']} frames, {report['fps']} fps, {report['kbps']} kbps "
           f"({report['delivered']} stored by the cloud, all acknowledged: {report['all_acknowledged']})")
     print(f"bytes per class: {report['bytes_per_class']}")
@@ -136,5 +139,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--roi-quality", type=float, default=0.8)
     p.add_argument("--bg-quality", type=float, default=0.1)
     p.add_argument("--bg-interval", type=int, default=10)
+    p.add_argument("--bg-scale", type=int, choices=(1, 2, 4, 8), default=2, help="background at 1/N resolution")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_run)

@@ -121,3 +121,47 @@ def test_decoding_with_one_or_two_threads_is_bit_identical(codec, small_frame):
 def test_group_map_shape_is_checked(codec, small_image):
     with pytest.raises(ValueError, match="group map"):
         codec.encode(small_image, np.zeros((3, 3), np.int32))
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_background_at_reduced_resolution(codec, kodak_image, factor):
+    """A background coded at 1/2 or 1/4 resolution: far fewer bits, still decodable alone and
+    bit-identically, its pixels only inside its own blocks, and a faithful (blurred) picture."""
+    image = np.ascontiguousarray(kodak_image[:400, :600])  # not a multiple of 64 or of 4*64
+    gm = three_group_map(*image.shape[:2])
+    qualities = {0: 0.3, 1: 0.8, 2: 0.6}
+    full = codec.encode(image, gm, qualities)
+    scaled = codec.encode(image, gm, qualities, scales={0: factor}, labels={1: "person"})
+    sizes = {r.group_id: len(r.payload) for r in scaled.groups}
+    assert [r.scale_log2 for r in scaled.groups] == [factor.bit_length() - 1, 0, 0]
+    assert sizes[0] < 0.5 * len(full.groups[0].payload)
+    assert sizes[1] == len(full.groups[1].payload)  # the other groups are untouched
+
+    decoded = codec.decode(scaled.SerializeToString())
+    bg = decoded.groups[0]
+    assert np.array_equal(bg.mask, upsample_blocks(gm == 0)[bg.bbox.slices])
+    assert not bg.pixels[~bg.mask].any()
+    assert _psnr(bg.pixels[bg.mask], image[bg.bbox.slices][bg.mask]) > 18.0
+    alone = EncodedFrame()
+    alone.header.CopyFrom(scaled.header)
+    alone.groups.add().CopyFrom(scaled.groups[0])
+    assert np.array_equal(codec.decode(alone, groups=[0]).groups[0].pixels, bg.pixels)
+    assert np.array_equal(decoded.groups[1].pixels, codec.decode(full).groups[1].pixels)
+
+
+def test_scale_is_authenticated_and_checked(codec, small_frame):
+    from codec.bitstream import record_crc
+    from codec.errors import CorruptStreamError
+
+    frame, _ = small_frame
+    tampered = EncodedFrame()
+    tampered.CopyFrom(frame)
+    tampered.groups[0].scale_log2 = 1  # covered by the CRC
+    with pytest.raises(CorruptStreamError, match="CRC"):
+        codec.decode(tampered)
+    tampered.groups[0].scale_log2 = 9
+    tampered.groups[0].crc32 = record_crc(tampered.header, tampered.groups[0])
+    with pytest.raises(CorruptStreamError, match="scale"):
+        codec.decode(tampered)
+    with pytest.raises(ValueError, match="scale"):
+        codec.encode(np.zeros((64, 64, 3), np.uint8), np.zeros((4, 4), np.int32), 0.5, scales={0: 3})

@@ -150,6 +150,20 @@ def test_plan_encodes_and_decodes_with_the_real_codec(codec):
     assert box.x <= 300 and box.y <= 200 and box.x + box.width >= 340 and box.y + box.height >= 300
 
 
+@needs_shared()
+def test_background_scale_reaches_the_stream(codec):
+    frame = vtest_frames(1)[0]
+    h, w = frame.shape[:2]
+    with pytest.raises(ValueError, match="scale"):
+        RoiPolicy(bg_scale=3)
+    policy = RoiPolicy(bg_scale=4, min_area_px=0)
+    plan = policy.plan([Detection("person", 0, 0.8, (300, 200, 340, 300), _rect(h, w, 300, 200, 340, 300))], h, w)
+    enc = codec.encode(frame, **plan.encode_kwargs())
+    assert {g.group_id: g.scale_log2 for g in enc.groups} == {0: 2, 1: 0}
+    dec = codec.decode(enc)
+    assert dec.mask.all()  # background and person still tile the frame
+
+
 def _rect(h, w, x0, y0, x1, y1):
     m = np.zeros((h, w), bool)
     m[y0:y1, x0:x1] = True
