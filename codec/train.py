@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_minutes: float = 10.0
     bf16: bool = True
+    compile: bool = True  # torch.compile the model: ~1.5x faster steps on CPU after a 1-2 minute compile
     device: str = "auto"
     init: Path | None = None  # weights file to start from when there is no checkpoint yet
     photos: Path | None = None  # photo folder (default ../shared/data/photos)
@@ -71,10 +72,11 @@ def _learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def _batch(sampler: GroupSampler, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     imgs, masks = zip(*(sampler.sample() for _ in range(size)))
-    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last) / 255.0
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div_(255.0)  # NHWC data: channels-last
     bm = torch.from_numpy(np.stack(masks)).float()[:, None]
-    pm = bm.repeat_interleave(BLOCK, 2).repeat_interleave(BLOCK, 3)
-    return x * pm, bm, pm
+    b, _, h, w = bm.shape
+    pm = bm[:, :, :, None, :, None].expand(b, 1, h, BLOCK, w, BLOCK).reshape(b, 1, h * BLOCK, w * BLOCK)
+    return (x * pm).contiguous(memory_format=torch.channels_last), bm, pm
 
 
 def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
@@ -111,6 +113,12 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
     model.train()
     last_ckpt = time.monotonic()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    step_model = model
+    if cfg.compile:
+        from torch import _dynamo
+
+        _dynamo.config.suppress_errors = True  # a backend that cannot compile falls back to eager
+        step_model = torch.compile(model)  # same parameters; checkpoints and exports use `model`
     bar = tqdm(total=cfg.steps, initial=step, mininterval=30, desc="train")
 
     def save() -> Path:
@@ -131,7 +139,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
             for group in opt.param_groups:
                 group["lr"] = lr
             x, bm, pm = (t.to(device) for t in _batch(sampler, cfg.batch))
-            metrics = _optimizer_step(model, opt, autocast, x, bm, pm, torch.rand(cfg.batch, device=device))
+            metrics = _optimizer_step(step_model, opt, autocast, x, bm, pm, torch.rand(cfg.batch, device=device))
             if metrics is None:
                 bad_batches += 1
                 if bad_batches > 50:

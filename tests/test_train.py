@@ -42,13 +42,14 @@ def tiny_data(tmp_path_factory) -> tuple[Path, Path]:
     return photos, coco
 
 
-def _config(out: Path, data: tuple[Path, Path], steps: int) -> TrainConfig:
-    return TrainConfig(out=out, steps=steps, batch=2, crop=64, photos=data[0], coco=data[1], checkpoint_minutes=60)
+def _config(out: Path, data: tuple[Path, Path], steps: int, compile: bool = False) -> TrainConfig:
+    return TrainConfig(out=out, steps=steps, batch=2, crop=64, photos=data[0], coco=data[1], checkpoint_minutes=60,
+                       compile=compile)
 
 
 def test_train_resume_and_code_with_the_result(tmp_path, tiny_data, small_image):
     out = tmp_path / "run"
-    train(_config(out, tiny_data, 3), TINY)
+    train(_config(out, tiny_data, 3, compile=True), TINY)  # the compiled path, as `roistream train` runs
     first = torch.load(out / "checkpoint.pt", weights_only=False)
     assert first["step"] == 3
     weights_path = train(_config(out, tiny_data, 5), TINY)  # resumes at step 3
@@ -76,7 +77,7 @@ def test_sigterm_checkpoints_before_stopping(tmp_path, tiny_data):
         "import sys; from pathlib import Path; from codec.train import TrainConfig, train; "
         "from codec.model import ModelConfig; "
         f"train(TrainConfig(out=Path({str(out)!r}), steps=10**6, batch=2, crop=64, photos=Path({str(tiny_data[0])!r}), "
-        f"coco=Path({str(tiny_data[1])!r}), checkpoint_minutes=60), ModelConfig(n=16, m=24))"
+        f"coco=Path({str(tiny_data[1])!r}), checkpoint_minutes=60, compile=False), ModelConfig(n=16, m=24))"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=paths.REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
