@@ -59,7 +59,8 @@ def _encode(args: argparse.Namespace) -> int:
         wanted = set(_parse_words(args.encrypt) or [])
         encrypt = [i for i in ids if labels[i] in wanted or str(i) in wanted or ("roi" in wanted and i)]
     codec = Codec.load(args.weights)
-    frame = codec.encode(image, group_map, qualities, labels=labels, scores=scores, key=key, encrypt=encrypt)
+    frame = codec.encode(image, group_map, qualities, labels=labels, scores=scores, key=key, encrypt=encrypt,
+                         scales={0: args.bg_scale} if args.bg_scale > 1 else None)
     data = frame.SerializeToString()
     args.output.write_bytes(data)
     bpp = len(data) * 8 / (h * w)
@@ -93,7 +94,7 @@ def _info(args: argparse.Namespace) -> int:
     groups = [{
         "group_id": g.group_id, "label": g.label, "score": round(g.score, 4),
         "bbox": [g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height], "quality": round(g.quality / 255, 4),
-        "bytes": len(g.payload), "encrypted": g.HasField("encryption"),
+        "scale": 1 << g.scale_log2, "bytes": len(g.payload), "encrypted": g.HasField("encryption"),
         **({"key_id": g.encryption.key_id} if g.HasField("encryption") else {}),
     } for g in frame.groups]
     print(json.dumps({"format_version": h.format_version, "weights_id": h.weights_id, "width": h.width,
@@ -130,6 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--quality", type=float, default=0.5, help="background quality q in [0, 1]")
+    p.add_argument("--bg-scale", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="code the background at 1/N resolution (docs/bitstream.md)")
     p.add_argument("--roi-quality", type=float, default=0.8, help="quality of the groups in --groups")
     p.add_argument("--groups", type=Path, help="integer label image (0 = background), one group per label")
     p.add_argument("--detect", metavar="WORDS", help='detect these classes as groups, e.g. "people, dogs"')

@@ -28,7 +28,8 @@ def test_encode_info_decode_with_groups_and_encryption(tmp_path):
     key_id = json.loads(_run("keygen", "-o", str(key)).stdout)["key_id"]
 
     enc = json.loads(_run("encode", str(src), "-o", str(tmp_path / "f.rst"), "--groups", str(tmp_path / "mask.png"),
-                          "--quality", "0.2", "--roi-quality", "0.9", "--encrypt", "2", "--key", str(key)).stdout)
+                          "--quality", "0.2", "--roi-quality", "0.9", "--encrypt", "2", "--key", str(key),
+                          "--bg-scale", "2").stdout)
     assert enc["groups"] == 3 and enc["encrypted"] == [2] and enc["bpp"] > 0
 
     info = json.loads(_run("info", str(tmp_path / "f.rst")).stdout)
@@ -36,6 +37,7 @@ def test_encode_info_decode_with_groups_and_encryption(tmp_path):
     assert set(groups) == {0, 1, 2}
     assert groups[2]["encrypted"] and groups[2]["key_id"] == key_id and not groups[1]["encrypted"]
     assert groups[1]["quality"] > groups[0]["quality"]
+    assert groups[0]["scale"] == 2 and groups[1]["scale"] == 1
     assert groups[1]["bbox"] == [48, 32, 96, 80]  # the blocks holding mask 1, 16-px aligned
 
     # without the key: group 2 is skipped with a warning, the rest decodes
