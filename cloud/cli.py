@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca, tokens=args.tokens, metrics_port=args.metrics_port,
         metrics_host=args.metrics_host, weights=args.weights, max_message_bytes=args.max_message_size,
         retain_age_s=args.retain_age, retain_bytes=args.retain_bytes, segment_bytes=args.segment_size,
-        max_workers=args.max_workers, grace_s=args.grace)
+        max_workers=args.max_workers, grace_s=args.grace, decoder=args.decoder)
     server = CloudServer(config).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -157,6 +157,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-workers", type=int, default=64, help="concurrent RPCs")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight RPCs get at shutdown")
     p.add_argument("--decode-threads", type=int, help="torch threads for decoding (default: torch's choice)")
+    p.add_argument("--decoder", choices=("torch", "onnxruntime"), default="torch",
+                   help="runtime of the synthesis transform (onnxruntime: ~1.8x faster on CPU; the ONNX graphs "
+                        "are exported into the cache on first use)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_serve)
 

@@ -84,6 +84,29 @@ def test_decoded_regions_match_a_local_decode(served, cloud_frames, codec, outpu
     assert (region.record.bbox.x, region.record.bbox.y) == (expected.bbox.x, expected.bbox.y)
 
 
+@pytest.mark.slow
+def test_onnxruntime_decoder_serves_the_same_regions(tmp_path, cloud_frames, codec):
+    """`cloud serve --decoder onnxruntime`: the exported synthesis graph decodes the regions (the
+    graphs are exported into the cache when missing); pixels agree with the torch decoder."""
+    from cloud.server import CloudServer, ServerConfig
+
+    server = CloudServer(ServerConfig(data_dir=tmp_path / "data", port=0, grace_s=0.5,
+                                      decoder="onnxruntime")).start()
+    try:
+        assert server.codec.coder.backend.name.startswith("onnxruntime-cpu")
+        with CloudClient(f"127.0.0.1:{server.port}") as client:
+            list(client.ingest(stream_of(cloud_frames.plain, "cam", 1)))
+            [region] = client.get_regions(stream_id="cam", labels=["person"], output="raw")
+            pixels, mask = client.region_pixels(region)
+    finally:
+        server.stop(grace=0.5)
+    expected = codec.decode(relabel(cloud_frames.plain, "cam", 0), groups=[1]).groups[1]
+    assert np.array_equal(mask, expected.mask)
+    assert np.abs(pixels.astype(int) - expected.pixels).max() <= 1
+    with pytest.raises(ValueError, match="unknown decoder"):
+        CloudServer(ServerConfig(data_dir=tmp_path / "other", port=0, decoder="opencl")).start()
+
+
 def test_selection_and_background_only_on_request(served):
     _, client = served
 
