@@ -18,6 +18,7 @@ name that is not a file is refused here rather than fetched.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def dequantize_dynamic_int8(src: Path | str, dst: Path | str) -> Path:
     onnx.checker.check_model(model)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(".tmp")
+    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")  # concurrent first uses each write their own
     onnx.save(model, str(tmp))
     tmp.replace(dst)
     return dst

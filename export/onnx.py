@@ -22,6 +22,7 @@ import copy
 import hashlib
 import io
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -262,7 +263,7 @@ def export_onnx(weights=None, out_dir: Path | str | None = None, *, opset: int =
             set_metadata(model, {**base_meta, "graph": graph, "precision": precision,
                                  "inputs": ",".join(INPUTS[graph]), "outputs": ",".join(OUTPUTS[graph])})
             path = out / model_filename(graph, precision)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             onnx.save(model, str(tmp))
             tmp.replace(path)
             key = path.stem
