@@ -168,7 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--device", default="auto")
     p.add_argument("--init", type=Path, help="weights file to start from when OUT has no checkpoint")
-    p.add_argument("--no-compile", action="store_true", help="run eagerly (torch.compile makes CPU steps ~1.5x "
+    p.add_argument("--no-compile", action="store_true", help="run eagerly (torch.compile makes CPU steps ~1.25x "
                    "faster after a 1-2 minute compile, and needs a C++ compiler)")
     p.add_argument("--photos", type=Path, help="folder of training photos (default ../shared/data/photos)")
     p.add_argument("--coco", type=Path, help="coco128-seg root with images/ and labels/ (default ../shared/data/coco128-seg)")
