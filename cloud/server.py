@@ -101,10 +101,10 @@ class CloudServer:
     def start(self) -> "CloudServer":
         cfg = self.config
         tokens = Tokens.load(cfg.tokens) if cfg.tokens else None
+        if self.codec is None:  # before the storage opens: a bad decoder choice leaves nothing open
+            self.codec = load_decoder(cfg.decoder, cfg.weights)
         if self.storage is None:
             self.storage = SqliteSegmentStorage(cfg.data_dir, cfg.segment_bytes)
-        if self.codec is None:
-            self.codec = load_decoder(cfg.decoder, cfg.weights)
         service = RoiStreamService(self.storage, RegionBuilder(self.storage, self.codec, self.metrics), self.feed,
                                    self.metrics, cfg.max_message_bytes)
         server = grpc.server(

@@ -127,7 +127,8 @@ class Codec:
             raise ValueError("groups to encrypt were given without a key")
         padded = _to_rgb_float(image)
         scales = dict(scales or {})
-        log2 = {gid: scaling.scale_log2(int(f)) for gid, f in scales.items()}  # refuses bad factors early
+        for factor in scales.values():
+            scaling.scale_log2(factor)  # refuses a bad factor before anything is coded
         downscaled: dict[int, np.ndarray] = {}
         frame = EncodedFrame()
         h = frame.header
@@ -141,16 +142,17 @@ class Codec:
         h.group_ids.extend(ids)
         for gid in ids:
             q = qualities if isinstance(qualities, (int, float)) else qualities.get(gid, 0.5)
+            q_index = quantize_quality(float(q))
             block_mask = group_map == gid
             factor = scales.get(gid, 1)
             if factor == 1:
-                payload, _ = self.coder.encode(padded, block_mask, quantize_quality(float(q)))
+                payload, _ = self.coder.encode(padded, block_mask, q_index)
             else:
                 if factor not in downscaled:
                     downscaled[factor] = _to_rgb_float(scaling.downscale(image, factor))
                 coarse = scaling.coarse_block_mask(block_mask, height, width, factor)
-                payload, _ = self.coder.encode(downscaled[factor], coarse, quantize_quality(float(q)))
-            self._add_record(frame, payload, block_mask, gid, quantize_quality(float(q)), log2.get(gid, 0),
+                payload, _ = self.coder.encode(downscaled[factor], coarse, q_index)
+            self._add_record(frame, payload, block_mask, gid, q_index, scaling.scale_log2(factor),
                              (labels or {}).get(gid, "background" if gid == 0 else ""),
                              float((scores or {}).get(gid, 0.0)), key if gid in encrypt else None)
         return frame
@@ -199,7 +201,9 @@ class Codec:
         rows, cols = out.crop.pixel_slices
         oy, ox = box.y - rows.start * factor, box.x - cols.start * factor
         region = (slice(oy, oy + box.height), slice(ox, ox + box.width))
-        mask = upsample_blocks(block_mask)[box.slices]
+        rows_b = slice(box.y // BLOCK, -(-(box.y + box.height) // BLOCK))
+        cols_b = slice(box.x // BLOCK, -(-(box.x + box.width) // BLOCK))
+        mask = upsample_blocks(block_mask[rows_b, cols_b])[: box.height, : box.width]  # the group's pixels in its box
         rgb = np.rint(pixels.transpose(1, 2, 0)[region] * 255).astype(np.uint8) * mask[..., None]
         return DecodedGroup(record.group_id, record.label, float(record.score), dequantize_quality(record.quality),
                             box, rgb, mask)

@@ -41,7 +41,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_minutes: float = 10.0
     bf16: bool = True
-    compile: bool = True  # torch.compile the model: ~1.25x faster CPU steps after a 1-2 minute compile
+    compile: bool = True  # torch.compile the model: ~1.1-1.3x faster CPU steps after a 1-2 minute compile
     device: str = "auto"
     init: Path | None = None  # weights file to start from when there is no checkpoint yet
     photos: Path | None = None  # photo folder (default ../shared/data/photos)
