@@ -89,11 +89,17 @@ def test_masks_become_block_aligned_groups():
     assert plan.groups[0].blocks == plan.group_map.size - 12
 
 
-def test_margin_dilates_by_whole_blocks():
-    base = RoiPolicy(margin_px=0, min_area_px=0).plan([det("person", 0.9, 64, 64, 96, 96)], H, W)
-    wide = RoiPolicy(margin_px=BLOCK, min_area_px=0).plan([det("person", 0.9, 64, 64, 96, 96)], H, W)
-    assert base.groups[1].blocks == 4
-    assert wide.groups[1].blocks == 16  # one block ring around a 2x2 block object
+def test_margin_dilates_the_mask_in_pixels():
+    def blocks(margin, x0, x1):
+        return RoiPolicy(margin_px=margin, min_area_px=0).plan([det("person", 0.9, x0, x0, x1, x1)], H, W).groups[1].blocks
+
+    assert blocks(0, 64, 96) == 4  # a 2x2 block object
+    assert blocks(BLOCK, 64, 96) == 16  # a 16-px margin reaches one block ring
+    assert blocks(1, 66, 94) == 4  # a margin that stays inside the object's blocks adds none
+    assert blocks(4, 66, 94) == 16
+    # Euclidean: 12 px from pixels 73..86 reach the side blocks (61..98) but not the diagonal ones,
+    # whose nearest pixel (63, 63) is 14.1 px from the corner (73, 73)
+    assert blocks(12, 73, 87) == 4 + 4 * 2
 
 
 def test_min_size_max_groups_classes_and_overlap():
