@@ -58,4 +58,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9101/metrics', timeout=4)"
 
 ENTRYPOINT ["roistream"]
-CMD ["edge", "run", "--source", "/shared/data/video/vtest.avi", "--stream", "edge", "--backend", "onnxruntime", "--onnx-dir", "/var/lib/roistream/models", "--metrics-port", "9101", "--no-status"]
+CMD ["edge", "run", "--source", "/shared/data/video/vtest.avi", "--stream", "edge", "--backend", "onnxruntime", "--models", "/var/lib/roistream/models", "--metrics-port", "9101", "--no-status"]

@@ -145,7 +145,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
                    help="encoder runtime (onnxruntime / tensorrt need `roistream export onnx` / `export tensorrt`)")
     g.add_argument("--precision", choices=("fp32", "fp16"), help="encoder precision (default: the runtime's)")
-    g.add_argument("--models-dir", "--onnx-dir", dest="models_dir", type=Path,
+    g.add_argument("--models", "--models-dir", "--onnx-dir", dest="models_dir", type=Path,
                    help="exported models (default: where roistream export writes them)")
     g.add_argument("--weights", type=Path, help="codec weights (default: shipped weights)")
     g.add_argument("--sequential", action="store_true",
