@@ -27,13 +27,23 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}
 
 
+def shipped_weights_id() -> str:
+    """Id of weights/roistream-codec.npz, which every benchmark's codec loads by default."""
+    from codec.weights import load_weights
+    from roistream import paths
+
+    return load_weights(paths.DEFAULT_WEIGHTS).weights_id
+
+
 def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
-    """bench/results/NAME.json and NAME.md."""
+    """bench/results/NAME.json and NAME.md, both naming the codec weights they were measured with
+    (the shipped weights unless `data` says otherwise), so results from older weights show."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    data = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **data}
+    data = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+            "weights_id": shipped_weights_id(), **data}
     json_path, md_path = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
     json_path.write_text(json.dumps(data, indent=2) + "\n")
-    md_path.write_text(markdown.rstrip() + "\n")
+    md_path.write_text(markdown.rstrip() + f"\n\nCodec weights `{data['weights_id']}`, {data['date']}.\n")
     return json_path, md_path
 
 
