@@ -6,10 +6,9 @@ checked here; it is checked when a decode is requested (cloud/regions.py).
 
 from __future__ import annotations
 
-from codec.bitstream import check_crc, check_header
+from codec.bitstream import check_crc, check_header, record_block_mask
 from codec.crypto import ALGORITHM, NONCE_BYTES
 from codec.errors import CorruptStreamError
-from codec.geometry import BLOCK, block_grid_shape
 from proto import bitstream_pb2
 
 from .selector import MAX_INT64
@@ -23,38 +22,6 @@ def _check_text(what: str, text: str, limit: int) -> None:
         raise CorruptStreamError(f"{what} is {len(text)} characters long (at most {limit})")
     if not text.isprintable():
         raise CorruptStreamError(f"{what} {text!r} holds control characters")
-
-
-def runs_bbox(runs, height: int, width: int) -> tuple[int, int, int, int]:
-    """The pixel bbox (x, y, width, height) of a run-length block mask, checking the runs fill the grid.
-
-    Equivalent to codec.api.block_bbox(codec.bitstream.record_block_mask(...)) (tests check this), but a
-    walk over the runs instead of decoding the mask: ingest validates every group of every frame.
-    """
-    rows, cols = block_grid_shape(height, width)
-    if len(runs) > rows * cols + 1:
-        raise CorruptStreamError("block mask has too many runs")
-    pos, inside = 0, False
-    r0 = c0 = rows * cols
-    r1 = c1 = -1
-    for n in runs:
-        if n < 0:
-            raise CorruptStreamError("block mask has a negative run")
-        if inside and n:
-            first, last = divmod(pos, cols), divmod(pos + n - 1, cols)
-            r0, r1 = min(r0, first[0]), max(r1, last[0])
-            if first[0] == last[0]:
-                c0, c1 = min(c0, first[1]), max(c1, last[1])
-            else:
-                c0, c1 = 0, cols - 1
-        pos += n
-        inside = not inside
-    if pos != rows * cols:
-        raise CorruptStreamError(f"block-mask runs cover {pos} cells, expected {rows * cols}")
-    if r1 < 0:
-        raise CorruptStreamError("empty block mask")
-    x0, y0 = c0 * BLOCK, r0 * BLOCK
-    return x0, y0, max(min((c1 + 1) * BLOCK, width) - x0, 0), max(min((r1 + 1) * BLOCK, height) - y0, 0)
 
 
 def validate_frame(frame: bitstream_pb2.EncodedFrame) -> None:
@@ -84,12 +51,7 @@ def validate_frame(frame: bitstream_pb2.EncodedFrame) -> None:
         _check_text(f"{what} label", g.label, MAX_LABEL)
         if g.quality > 255:
             raise CorruptStreamError(f"{what}: quality {g.quality} out of range")
-        try:
-            box = runs_bbox(g.block_runs, h.height, h.width)
-        except CorruptStreamError as exc:
-            raise CorruptStreamError(f"{what}: {exc}") from None
-        if (g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height) != box:
-            raise CorruptStreamError(f"{what}: bbox does not match its block mask")
+        record_block_mask(h, g)  # runs fill their window and agree with the bbox
         if g.HasField("encryption"):
             enc = g.encryption
             if enc.algorithm != ALGORITHM or len(enc.nonce) != NONCE_BYTES or not enc.key_id:

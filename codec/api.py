@@ -18,25 +18,13 @@ from roistream import paths
 
 from . import crypto, scaling
 from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, check_crc, check_header, parse_frame,
-                        record_binding, record_block_mask, record_crc)
+                        record_binding, record_block_mask, record_crc, set_block_mask)
 from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
 from .gain import dequantize_quality, quantize_quality
-from .geometry import BLOCK, block_grid_shape, pad_image, rle_encode, upsample_blocks
+from .geometry import BLOCK, BBox, bbox_blocks, block_bbox, block_grid_shape, pad_image, upsample_blocks
 from .runtime import Backend
 from .weights import CodecWeights, load_weights
-
-
-@dataclass(frozen=True)
-class BBox:
-    x: int
-    y: int
-    width: int
-    height: int
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.y, self.y + self.height), slice(self.x, self.x + self.width)
 
 
 @dataclass
@@ -73,14 +61,6 @@ class DecodedFrame:
         for g in self.groups.values():
             out[g.bbox.slices] |= g.mask
         return out
-
-
-def block_bbox(block_mask: np.ndarray, width: int, height: int) -> BBox:
-    rows = np.flatnonzero(block_mask.any(axis=1))
-    cols = np.flatnonzero(block_mask.any(axis=0))
-    x0, y0 = int(cols[0]) * BLOCK, int(rows[0]) * BLOCK
-    x1, y1 = min((int(cols[-1]) + 1) * BLOCK, width), min((int(rows[-1]) + 1) * BLOCK, height)
-    return BBox(x0, y0, max(x1 - x0, 0), max(y1 - y0, 0))
 
 
 def _to_rgb_float(image: np.ndarray) -> np.ndarray:
@@ -139,6 +119,9 @@ class Codec:
         if groups is not None:
             wanted = set(groups)
             ids = [i for i in ids if i in wanted]
+        in_frame = set(np.unique(group_map[: -(-height // BLOCK), : -(-width // BLOCK)]).tolist())
+        if padding_only := [i for i in ids if i not in in_frame]:
+            raise ValueError(f"groups {padding_only} hold only padding blocks beyond the {width}x{height} frame")
         h.group_ids.extend(ids)
         for gid in ids:
             q = qualities if isinstance(qualities, (int, float)) else qualities.get(gid, 0.5)
@@ -162,9 +145,7 @@ class Codec:
         rec = frame.groups.add()
         rec.group_id, rec.label, rec.score, rec.quality = gid, label, score, q_index
         rec.scale_log2 = scale_log2
-        box = block_bbox(block_mask, frame.header.width, frame.header.height)
-        rec.bbox.x, rec.bbox.y, rec.bbox.width, rec.bbox.height = box.x, box.y, box.width, box.height
-        rec.block_runs.extend(rle_encode(block_mask))
+        set_block_mask(frame.header, rec, block_mask)
         if key is not None:
             rec.encryption.algorithm, rec.encryption.key_id = crypto.ALGORITHM, key.key_id
             nonce, payload = crypto.seal(key, payload, record_binding(frame.header, rec))
@@ -201,9 +182,8 @@ class Codec:
         rows, cols = out.crop.pixel_slices
         oy, ox = box.y - rows.start * factor, box.x - cols.start * factor
         region = (slice(oy, oy + box.height), slice(ox, ox + box.width))
-        rows_b = slice(box.y // BLOCK, -(-(box.y + box.height) // BLOCK))
-        cols_b = slice(box.x // BLOCK, -(-(box.x + box.width) // BLOCK))
-        mask = upsample_blocks(block_mask[rows_b, cols_b])[: box.height, : box.width]  # the group's pixels in its box
+        in_box = upsample_blocks(block_mask[bbox_blocks(box, header.width, header.height)])
+        mask = in_box[: box.height, : box.width]  # the group's pixels in its box
         rgb = np.rint(pixels.transpose(1, 2, 0)[region] * 255).astype(np.uint8) * mask[..., None]
         return DecodedGroup(record.group_id, record.label, float(record.score), dequantize_quality(record.quality),
                             box, rgb, mask)

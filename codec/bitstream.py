@@ -14,9 +14,10 @@ from google.protobuf.message import DecodeError
 from proto import bitstream_pb2 as pb
 
 from .errors import CorruptStreamError, WeightsMismatchError
-from .geometry import block_grid_shape, rle_decode
+from .geometry import BBox, bbox_blocks, block_bbox, block_grid_shape, rle_decode, rle_encode
 
-BITSTREAM_VERSION = 1
+BITSTREAM_VERSION = 2  # what the encoder writes
+READABLE_VERSIONS = (1, 2)  # 1: block_runs over the whole grid; 2: over the blocks of the group's bbox
 MAX_SIDE = 16384  # frames larger than this are refused (bounds memory for hostile headers)
 
 EncodedFrame = pb.EncodedFrame
@@ -38,9 +39,9 @@ def parse_frame(data: bytes) -> pb.EncodedFrame:
 
 def check_header(header: pb.FrameHeader, weights_id: str | None = None) -> None:
     """Refuse unknown versions, impossible sizes and (if given) streams of other weights."""
-    if header.format_version != BITSTREAM_VERSION:
+    if header.format_version not in READABLE_VERSIONS:
         raise CorruptStreamError(f"bitstream version {header.format_version} is not supported "
-                                 f"(this decoder reads version {BITSTREAM_VERSION})")
+                                 f"(this decoder reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     if not (0 < header.width <= MAX_SIDE and 0 < header.height <= MAX_SIDE):
         raise CorruptStreamError(f"invalid frame size {header.width}x{header.height}")
     if weights_id is not None and header.weights_id != weights_id:
@@ -72,15 +73,41 @@ def check_crc(header: pb.FrameHeader, record: pb.GroupRecord) -> None:
         raise CorruptStreamError(f"group {record.group_id}: CRC mismatch (the record was damaged in transit or storage)")
 
 
+def set_block_mask(header: pb.FrameHeader, record: pb.GroupRecord, block_mask: np.ndarray) -> BBox:
+    """Write a group's blocks into its record (bbox, and runs over the blocks the bbox spans)."""
+    box = block_bbox(block_mask, header.width, header.height)
+    record.bbox.x, record.bbox.y, record.bbox.width, record.bbox.height = box.x, box.y, box.width, box.height
+    record.block_runs[:] = rle_encode(block_mask[bbox_blocks(box, header.width, header.height)])
+    return box
+
+
 def record_block_mask(header: pb.FrameHeader, record: pb.GroupRecord) -> np.ndarray:
-    """The group's blocks on the frame's block grid."""
-    shape = block_grid_shape(header.height, header.width)
+    """The group's blocks on the frame's block grid, checked against the record's bbox.
+
+    Version 2 codes the runs over the blocks the bbox spans (`geometry.bbox_blocks`), version 1 over
+    the whole grid; either way the bbox must be exactly the box of the blocks.
+    """
+    what = f"group {record.group_id}"
+    grid = block_grid_shape(header.height, header.width)
+    b = record.bbox
+    box = BBox(b.x, b.y, b.width, b.height)
+    if header.format_version == 1:
+        window = (slice(0, grid[0]), slice(0, grid[1]))
+    elif b.width and b.height and b.x + b.width <= header.width and b.y + b.height <= header.height:
+        window = bbox_blocks(box, header.width, header.height)
+    else:
+        raise CorruptStreamError(f"{what}: bbox {b.x},{b.y} {b.width}x{b.height} is empty or leaves the frame")
+    shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
     if len(record.block_runs) > shape[0] * shape[1] + 1:
-        raise CorruptStreamError(f"group {record.group_id}: block mask has too many runs")
+        raise CorruptStreamError(f"{what}: block mask has too many runs")
     try:
-        mask = rle_decode(list(record.block_runs), shape)
+        local = rle_decode(list(record.block_runs), shape)
     except ValueError as exc:
-        raise CorruptStreamError(f"group {record.group_id}: {exc}") from None
-    if not mask.any():
-        raise CorruptStreamError(f"group {record.group_id}: empty block mask")
+        raise CorruptStreamError(f"{what}: {exc}") from None
+    if not local.any():
+        raise CorruptStreamError(f"{what}: empty block mask")
+    mask = np.zeros(grid, bool)
+    mask[window] = local
+    if block_bbox(mask, header.width, header.height) != box:
+        raise CorruptStreamError(f"{what}: bbox does not match its block mask")
     return mask

@@ -1,4 +1,4 @@
-"""Frame geometry: padding, the 16-px block grid, group crops and run-length block masks.
+"""Frame geometry: padding, the 16-px block grid, group boxes and crops, run-length block masks.
 
 One block (16x16 px) is one latent cell of y; one hyper cell (64x64 px) is 4x4 blocks and one
 cell of z. A group is a set of blocks. Its computation runs on its *crop*: the bounding box of its
@@ -71,6 +71,38 @@ def block_grid_shape(height: int, width: int) -> tuple[int, int]:
     """Block-grid shape of a frame of this size (after padding)."""
     ph, pw = padded_size(height, width)
     return ph // BLOCK, pw // BLOCK
+
+
+@dataclass(frozen=True)
+class BBox:
+    """A pixel rectangle of the frame."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y, self.y + self.height), slice(self.x, self.x + self.width)
+
+
+def block_bbox(block_mask: np.ndarray, width: int, height: int) -> BBox:
+    """Pixel box of the blocks set in `block_mask`, clipped to the true frame size."""
+    rows = np.flatnonzero(block_mask.any(axis=1))
+    cols = np.flatnonzero(block_mask.any(axis=0))
+    x0, y0 = int(cols[0]) * BLOCK, int(rows[0]) * BLOCK
+    x1, y1 = min((int(cols[-1]) + 1) * BLOCK, width), min((int(rows[-1]) + 1) * BLOCK, height)
+    return BBox(x0, y0, max(x1 - x0, 0), max(y1 - y0, 0))
+
+
+def bbox_blocks(box: BBox, width: int, height: int) -> tuple[slice, slice]:
+    """The block rows and columns of the padded grid that a group's bbox spans. A box reaching the
+    frame's right or bottom edge also spans the padding blocks beyond it (a background holds them)."""
+    rows, cols = block_grid_shape(height, width)
+    r1 = rows if box.y + box.height >= height else -(-(box.y + box.height) // BLOCK)
+    c1 = cols if box.x + box.width >= width else -(-(box.x + box.width) // BLOCK)
+    return slice(box.y // BLOCK, r1), slice(box.x // BLOCK, c1)
 
 
 def upsample_blocks(block_mask: np.ndarray, factor: int = BLOCK) -> np.ndarray:

@@ -89,7 +89,8 @@ def _corrupt(frame: bitstream_pb2.EncodedFrame, how: str) -> bitstream_pb2.Encod
     elif how == "truncated":
         del out.groups[2]
     elif how == "bbox":
-        out.groups[1].bbox.width += 16
+        out.groups[1].bbox.x += 8  # same blocks, but not their box
+        out.groups[1].bbox.width -= 8
         out.groups[1].crc32 = record_crc(out.header, out.groups[1])
     elif how == "no_header":
         out.ClearField("header")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from codec.api import Codec
-from codec.bitstream import EncodedFrame, parse_frame
-from codec.geometry import block_grid_shape, pad_image, upsample_blocks
+from codec.bitstream import EncodedFrame, parse_frame, record_crc
+from codec.geometry import block_grid_shape, pad_image, rle_encode, upsample_blocks
 from codec.runtime import TorchBackend
 
 from .conftest import three_group_map
@@ -121,6 +121,26 @@ def test_decoding_with_one_or_two_threads_is_bit_identical(codec, small_frame):
 def test_group_map_shape_is_checked(codec, small_image):
     with pytest.raises(ValueError, match="group map"):
         codec.encode(small_image, np.zeros((3, 3), np.int32))
+    h, w = 200, 232  # padded to 256x256: the last block row and the last 1.5 block columns are padding
+    gm = np.zeros(block_grid_shape(h, w), np.int32)
+    gm[-1, :] = 5
+    with pytest.raises(ValueError, match=r"groups \[5\] hold only padding"):
+        codec.encode(small_image[:h, :w], gm)
+
+
+def test_version_1_frames_still_decode(codec, small_frame):
+    """Version 1 coded block masks over the whole grid; stored streams of that version stay readable."""
+    frame, gm = small_frame
+    old = EncodedFrame()
+    old.CopyFrom(frame)
+    old.header.format_version = 1
+    for record in old.groups:
+        record.block_runs[:] = rle_encode(gm == record.group_id)
+        record.crc32 = record_crc(old.header, record)
+    assert old.ByteSize() > frame.ByteSize()  # version 2 codes the runs within each group's bbox
+    new, legacy = codec.decode(frame), codec.decode(parse_frame(old.SerializeToString()))
+    assert np.array_equal(legacy.image, new.image)
+    assert all(np.array_equal(legacy.groups[g].mask, new.groups[g].mask) for g in new.groups)
 
 
 @pytest.mark.parametrize("factor", [2, 4])
