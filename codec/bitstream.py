@@ -73,12 +73,11 @@ def check_crc(header: pb.FrameHeader, record: pb.GroupRecord) -> None:
         raise CorruptStreamError(f"group {record.group_id}: CRC mismatch (the record was damaged in transit or storage)")
 
 
-def set_block_mask(header: pb.FrameHeader, record: pb.GroupRecord, block_mask: np.ndarray) -> BBox:
+def set_block_mask(header: pb.FrameHeader, record: pb.GroupRecord, block_mask: np.ndarray) -> None:
     """Write a group's blocks into its record (bbox, and runs over the blocks the bbox spans)."""
     box = block_bbox(block_mask, header.width, header.height)
     record.bbox.x, record.bbox.y, record.bbox.width, record.bbox.height = box.x, box.y, box.width, box.height
     record.block_runs[:] = rle_encode(block_mask[bbox_blocks(box, header.width, header.height)])
-    return box
 
 
 def record_block_mask(header: pb.FrameHeader, record: pb.GroupRecord) -> np.ndarray:
