@@ -95,7 +95,8 @@ class Codec:
 
         qualities: one q for all groups or a q per group id. `encrypt` lists group ids sealed with
         `key`. `groups` restricts which groups are coded (e.g. to skip the background). `scales`
-        codes groups at 1/2, 1/4 or 1/8 resolution (group id -> 2, 4 or 8; codec.scaling).
+        codes groups at 1/2, 1/4 or 1/8 resolution (group id -> 2, 4 or 8; codec.scaling). Groups
+        with no block inside the frame (only padding) are not coded.
         """
         height, width = image.shape[:2]
         grid = block_grid_shape(height, width)
@@ -119,9 +120,10 @@ class Codec:
         if groups is not None:
             wanted = set(groups)
             ids = [i for i in ids if i in wanted]
+        # a group made only of padding blocks (a background when objects cover the whole frame) has
+        # no pixel to code: it is left out, as its record could not name a box inside the frame
         in_frame = set(np.unique(group_map[: -(-height // BLOCK), : -(-width // BLOCK)]).tolist())
-        if padding_only := [i for i in ids if i not in in_frame]:
-            raise ValueError(f"groups {padding_only} hold only padding blocks beyond the {width}x{height} frame")
+        ids = [i for i in ids if i in in_frame]
         h.group_ids.extend(ids)
         for gid in ids:
             q = qualities if isinstance(qualities, (int, float)) else qualities.get(gid, 0.5)

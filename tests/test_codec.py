@@ -124,8 +124,10 @@ def test_group_map_shape_is_checked(codec, small_image):
     h, w = 200, 232  # padded to 256x256: the last block row and the last 1.5 block columns are padding
     gm = np.zeros(block_grid_shape(h, w), np.int32)
     gm[-1, :] = 5
-    with pytest.raises(ValueError, match=r"groups \[5\] hold only padding"):
-        codec.encode(small_image[:h, :w], gm)
+    frame = codec.encode(small_image[:h, :w], gm)
+    assert list(frame.header.group_ids) == [0]  # group 5 has no pixel in the frame: not coded
+    gm[: -3, :] = 1  # objects cover every block of the frame: the background holds only padding
+    assert list(codec.encode(small_image[:h, :w], gm, groups=[0, 1]).header.group_ids) == [1]
 
 
 def test_version_1_frames_still_decode(codec, small_frame):
