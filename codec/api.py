@@ -22,7 +22,7 @@ from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, check_crc,
 from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
 from .gain import dequantize_quality, quantize_quality
-from .geometry import BLOCK, BBox, bbox_blocks, block_bbox, block_grid_shape, pad_image, upsample_blocks
+from .geometry import BLOCK, BBox, bbox_blocks, block_grid_shape, pad_image, upsample_blocks
 from .runtime import Backend
 from .weights import CodecWeights, load_weights
 
@@ -180,7 +180,7 @@ class Codec:
                                                                               header.width, factor)
         out = self.coder.decode(payload, coded_mask, record.quality)
         pixels = out.pixels if factor == 1 else scaling.upsample(out.pixels, out.pixel_mask, factor)
-        box = block_bbox(block_mask, header.width, header.height)
+        box = BBox(record.bbox.x, record.bbox.y, record.bbox.width, record.bbox.height)  # checked against the mask
         rows, cols = out.crop.pixel_slices
         oy, ox = box.y - rows.start * factor, box.x - cols.start * factor
         region = (slice(oy, oy + box.height), slice(ox, ox + box.width))
