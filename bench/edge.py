@@ -13,6 +13,8 @@ storage, the spool and the Ingest streamer):
    (a) the whole frame as JPEG (OpenCV, 4:2:0) at the lowest JPEG quality whose PSNR over the ROI
        pixels reaches the ROI PSNR our frames decode to;
    (b) our codec at uniform quality (the whole frame one group at the ROI quality).
+6. The ROI-quality sweep (--sweep): run 4 at other ROI qualities, each against JPEG at its own ROI
+   PSNR, so an operator sees the ratio the quality setting buys.
 
 Writes bench/results/edge.json and edge.md. Goals on the 2-core CPU: >= 5 fps end to end at
 768x576; >= 5x less bandwidth than JPEG at equal ROI PSNR; >= 20x with background refresh.
@@ -29,17 +31,19 @@ import numpy as np
 from roistream import paths
 from roistream.local import jpeg_at_psnr, roi_psnr
 
-from .common import md_table, psnr, write_results
+from .common import md_table, psnr, save_figure, subplots, write_results
 
 GOALS = {"fps": 5.0, "jpeg_ratio": 5.0, "jpeg_ratio_refresh": 20.0}
 
 
-def run_stream(codec, detector, args, bg_interval: int, bg_scale: int, data_dir: Path, stream: str):
+def run_stream(codec, detector, args, bg_interval: int, bg_scale: int, data_dir: Path, stream: str,
+               roi_quality: float | None = None):
     from edge.roi import RoiPolicy
     from edge.sources import open_source
     from roistream.local import local_cloud, stream_source
 
-    policy = RoiPolicy.from_words(args.roi, detector.class_names, roi_quality=args.roi_quality,
+    roi_quality = args.roi_quality if roi_quality is None else roi_quality
+    policy = RoiPolicy.from_words(args.roi, detector.class_names, roi_quality=roi_quality,
                                   bg_quality=args.bg_quality, bg_scale=bg_scale)
     results = []
     with local_cloud(data_dir / "cloud", codec) as server:
@@ -51,6 +55,35 @@ def run_stream(codec, detector, args, bg_interval: int, bg_scale: int, data_dir:
                               "stored": delivery.stored, "reconnects": delivery.reconnects}
 
 
+def jpeg_baseline(codec, results, images) -> tuple[list[float], list[int], list[int]]:
+    """Per frame with objects: our ROI PSNR, and the bytes and quality of the smallest full-frame JPEG
+    that reaches it over the same pixels."""
+    ours_db, jpeg_bytes, jpeg_q = [], [], []
+    for r in results:
+        image = images[r.source_index]
+        db, mask = roi_psnr(codec, r.frame, image)
+        if not mask.any():
+            continue
+        size, q, _ = jpeg_at_psnr(image, mask, db)
+        ours_db.append(db)
+        jpeg_bytes.append(size)
+        jpeg_q.append(q)
+    return ours_db, jpeg_bytes, jpeg_q
+
+
+def _plot_sweep(sweep: list[dict]) -> None:
+    fig, ax = subplots(figsize=(6, 4.5))
+    ax.plot([s["roi_psnr_db"] for s in sweep], [s["jpeg_ratio"] for s in sweep], "o-",
+            label="ROI groups, background refresh at reduced resolution")
+    for s in sweep:
+        ax.annotate(f"q={s['roi_quality']}", (s["roi_psnr_db"], s["jpeg_ratio"]), textcoords="offset points",
+                    xytext=(4, 4))
+    ax.axhline(GOALS["jpeg_ratio_refresh"], color="grey", ls="--", label="goal with background refresh")
+    ax.set_xlabel("ROI PSNR (dB)")
+    ax.set_ylabel("full-frame JPEG bytes at equal ROI PSNR / ours")
+    save_figure(fig, "edge", [ax])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=100)
@@ -59,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bg-quality", type=float, default=0.3)
     p.add_argument("--bg-interval", type=int, default=10)
     p.add_argument("--bg-scale", type=int, default=4, choices=(2, 4, 8), help="reduced background resolution 1/N")
+    p.add_argument("--sweep", default="0.5,0.65,1.0",
+                   help="other ROI qualities to run with refresh at reduced resolution (comma separated; '' = none)")
     p.add_argument("--baseline-step", type=int, default=5, help="uniform-quality baseline on every k-th frame")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backend", default="onnxruntime", help="encoder runtime: torch, onnxruntime or tensorrt "
@@ -96,23 +131,35 @@ def main(argv: list[str] | None = None) -> int:
     images = vtest_frames(args.frames)
 
     # baselines over the frames of run 1
-    ours_db, jpeg_bytes, jpeg_q, uniform_bytes, uniform_db = [], [], [], [], []
-    for i, r in enumerate(full_results):
+    from codec.geometry import block_grid_shape
+
+    ours_db, jpeg_bytes, jpeg_q = jpeg_baseline(codec, full_results, images)
+    uniform_bytes, uniform_db = [], []
+    for r in full_results[:: args.baseline_step]:
         image = images[r.source_index]
         db, mask = roi_psnr(codec, r.frame, image)
-        if not mask.any():
-            continue
-        size, q, jdb = jpeg_at_psnr(image, mask, db)
-        ours_db.append(db)
-        jpeg_bytes.append(size)
-        jpeg_q.append(q)
-        if i % args.baseline_step == 0:
-            from codec.geometry import block_grid_shape
-
-            gm = np.zeros(block_grid_shape(*image.shape[:2]), np.int32)
-            enc = codec.encode(image, gm, args.roi_quality)
+        if mask.any():
+            enc = codec.encode(image, np.zeros(block_grid_shape(*image.shape[:2]), np.int32), args.roi_quality)
             uniform_bytes.append(enc.ByteSize())
             uniform_db.append(psnr(image, codec.decode(enc).image, mask))
+
+    # the ROI-quality sweep, background refresh at reduced resolution
+    sweep = []
+    refresh_scaled = runs["refresh_scaled"]
+    qualities = sorted({args.roi_quality, *(float(q) for q in args.sweep.split(",") if q.strip())})
+    with tempfile.TemporaryDirectory() as tmp:
+        for q in qualities:
+            if q == args.roi_quality:
+                summary, q_db, q_bytes = summaries["refresh_scaled"], ours_db, jpeg_bytes
+            else:
+                summary, results, _ = run_stream(codec, detector, args, *refresh_scaled, Path(tmp), f"q{q}", q)
+                q_db, q_bytes, _ = jpeg_baseline(codec, results, images)
+            ours = summary.bytes_total / summary.frames
+            sweep.append({"roi_quality": q, "roi_psnr_db": float(np.mean(q_db)), "bytes_per_frame": ours,
+                          "jpeg_bytes_per_frame": float(np.mean(q_bytes)),
+                          "jpeg_ratio": float(np.mean(q_bytes)) / ours,
+                          "background_fills": summary.background_fills})
+    _plot_sweep(sweep)
 
     frames_with_roi = len(jpeg_bytes)
     titles = {"every_frame": "ROI groups, background every frame",
@@ -137,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "roi_psnr_db": {"ours_mean": float(np.nanmean(ours_db)) if ours_db else None,
                         "jpeg_quality_mean": float(np.mean(jpeg_q)) if jpeg_q else None,
                         "uniform_roi_psnr_mean": float(np.mean(uniform_db)) if uniform_db else None},
-        "frames_with_roi": frames_with_roi, "goals": GOALS,
+        "frames_with_roi": frames_with_roi, "goals": GOALS, "sweep": sweep,
         "note": "the codec weights are whatever weights/roistream-codec.npz holds at run time; a codec training "
                 "job may share the CPU (see machine load in the markdown)",
     }
@@ -179,6 +226,18 @@ ROI PSNR of our frames: {data['roi_psnr_db']['ours_mean']:.2f} dB (mean over {fr
 the JPEG baseline needed quality {data['roi_psnr_db']['jpeg_quality_mean']:.1f} on average to match it per frame.
 The ROI groups are the same in every run (same detections and qualities); the baselines are measured on
 the frames of the first run (uniform quality on every {args.baseline_step}-th frame).
+Runs with background refresh send background fills (docs/edge.md) between refreshes:
+{', '.join(f"{summaries[n].background_fills} in '{titles[n]}'" for n in ("refresh", "refresh_scaled"))}.
+
+## ROI quality sweep (background every {args.bg_interval} frames at 1/{args.bg_scale} resolution)
+
+![edge](edge.png)
+
+{md_table(["ROI q", "ROI PSNR dB", "bytes/frame", "JPEG bytes/frame at that ROI PSNR", "JPEG / this"],
+          [[s["roi_quality"], s["roi_psnr_db"], s["bytes_per_frame"], s["jpeg_bytes_per_frame"], s["jpeg_ratio"]]
+           for s in sweep])}
+
+Each row is its own run of {args.frames} frames, JPEG matched frame by frame to that run's ROI PSNR.
 """
     json_path, md_path = write_results("edge", data, md)
     print(md)

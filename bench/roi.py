@@ -1,10 +1,14 @@
 """ROI benchmark (`roistream bench roi`): ROI quality at equal total rate, on coco128-seg.
 
 The ground-truth instance masks are the groups. Modes: (a) uniform quality everywhere, (b) high
-ROI quality over the lowest background quality, (c) the same with the background at 1/--bg-scale
-resolution; WebP and AVIF at the same total bpp. For each
-image, ROI-PSNR (over the instances' pixels) is interpolated at target total bpps, then averaged
-over the images whose curves reach that target.
+ROI quality over a low background quality, (c) the same with the background at 1/--bg-scale
+resolution; WebP and AVIF at the same total bpp.
+
+The ROI modes sweep the trade-off as an operator (or the edge's rate control) tunes it: every ROI
+quality in ROI_Q with every background quality in BG_Q. Their curve is the upper envelope of those
+points: at each total rate, the best ROI-PSNR any (ROI q, background q) pair reaches. For each
+image, ROI-PSNR (over the instances' pixels) and background PSNR are interpolated at target total
+bpps, then averaged over the images whose curves reach that target.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from .baselines import at_bpp
 from .common import md_table, psnr, run_module, save_figure, subplots, write_results
 
 UNIFORM_Q = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75)
-ROI_Q = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+ROI_Q = (0.4, 0.6, 0.8, 1.0)
+BG_Q = (0.0, 0.25)
 TARGETS = (0.1, 0.2, 0.3, 0.45, 0.6)  # the issue asks for 0.1-0.3; higher points show the trend
 MAX_GROUPS = 8
 
@@ -44,14 +49,22 @@ def _curve(codec, image, group_map, qualities_for, roi_mask, scales=None) -> lis
     return out
 
 
-def _at(curve: list[tuple[float, float, float]], target: float) -> float:
+def upper_envelope(points: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The (bpp, ROI-PSNR, background PSNR) points that no cheaper point beats in ROI-PSNR."""
+    out: list[tuple[float, float, float]] = []
+    for point in sorted(points):
+        if not out or point[1] > out[-1][1]:
+            out.append(point)
+    return out
+
+
+def at_rate(curve: list[tuple[float, float, float]], target: float) -> tuple[float, float]:
+    """(ROI-PSNR, background PSNR) interpolated at `target` bpp on an envelope; NaN outside its range."""
     bpp = np.array([c[0] for c in curve])
-    roi = np.array([c[1] for c in curve])
-    order = np.argsort(bpp)
-    bpp, roi = bpp[order], roi[order]
     if target < bpp[0] or target > bpp[-1]:
-        return float("nan")
-    return float(np.interp(target, bpp, roi))
+        return float("nan"), float("nan")
+    return (float(np.interp(target, bpp, [c[1] for c in curve])),
+            float(np.interp(target, bpp, [c[2] for c in curve])))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,10 +88,10 @@ def run(args: argparse.Namespace) -> dict:
         roi_mask = labels > 0
         gm = group_map_from_label_image(labels, h, w)
         ids = [int(i) for i in np.unique(gm)]
-        uniform = _curve(codec, image, gm, UNIFORM_Q, roi_mask)
-        roi_qualities = [{i: (q if i else 0.0) for i in ids} for q in ROI_Q]
-        roi = _curve(codec, image, gm, roi_qualities, roi_mask)
-        roi_scaled = _curve(codec, image, gm, roi_qualities, roi_mask, scales={0: args.bg_scale})
+        uniform = upper_envelope(_curve(codec, image, gm, UNIFORM_Q, roi_mask))
+        roi_qualities = [{i: (q if i else bg) for i in ids} for q in ROI_Q for bg in BG_Q if bg < q]
+        roi = upper_envelope(_curve(codec, image, gm, roi_qualities, roi_mask))
+        roi_scaled = upper_envelope(_curve(codec, image, gm, roi_qualities, roi_mask, scales={0: args.bg_scale}))
         row = {"uniform": uniform, "roi": roi, "roi_scaled": roi_scaled, "roi_fraction": float(roi_mask.mean())}
         for codec_name in ("webp", "avif"):
             row[codec_name] = []
@@ -90,35 +103,44 @@ def run(args: argparse.Namespace) -> dict:
     summary = []
     for ti, t in enumerate(TARGETS):
         entry = {"target_bpp": t}
-        uni = [_at(r["uniform"], t) for r in per_image]
+        uni = [at_rate(r["uniform"], t) for r in per_image]
         for mode in ("roi", "roi_scaled"):
-            roi = [_at(r[mode], t) for r in per_image]
-            both = [(u, r) for u, r in zip(uni, roi) if np.isfinite(u) and np.isfinite(r)]
+            roi = [at_rate(r[mode], t) for r in per_image]
+            both = [(u, r) for u, r in zip(uni, roi) if np.isfinite(u[0]) and np.isfinite(r[0])]
+
+            def mean(values) -> float:
+                return float(np.mean(list(values))) if both else float("nan")
+
             entry[mode] = {"images": len(both),
-                           "uniform_roi_psnr": float(np.mean([u for u, _ in both])) if both else float("nan"),
-                           "roi_psnr": float(np.mean([r for _, r in both])) if both else float("nan"),
-                           "gain_db": float(np.mean([r - u for u, r in both])) if both else float("nan")}
+                           "uniform_roi_psnr": mean(u[0] for u, _ in both),
+                           "roi_psnr": mean(r[0] for _, r in both),
+                           "gain_db": mean(r[0] - u[0] for u, r in both),
+                           "uniform_bg_psnr": mean(u[1] for u, _ in both),
+                           "bg_psnr": mean(r[1] for _, r in both)}
         entry["webp_roi_psnr"] = float(np.mean([r["webp"][ti][1] for r in per_image]))
         entry["avif_roi_psnr"] = float(np.mean([r["avif"][ti][1] for r in per_image]))
         summary.append(entry)
     _plot(summary, args.name)
     md = "\n".join([f"# ROI benchmark: {len(items)} coco128-seg images, ground-truth instances as groups", "",
                     f"![roi]({args.name}.png)", "",
-                    "ROI-PSNR (dB, over instance pixels) at equal total bpp. ROI mode = background at q=0; "
+                    "ROI-PSNR (dB, over instance pixels) at equal total bpp. ROI mode = the best of ROI quality "
+                    f"{', '.join(map(str, ROI_Q))} over background quality {', '.join(map(str, BG_Q))}; "
                     f"scaled = the same with the background at 1/{args.bg_scale} resolution. Each gain is over uniform "
-                    "quality on the images whose curves reach that bpp (their count in brackets).",
-                    "", md_table(["total bpp", "uniform", "ROI mode", "gain dB", "uniform", "ROI mode, scaled bg",
-                                  "gain dB", "WebP", "AVIF"],
-                                 [[s["target_bpp"], s["roi"]["uniform_roi_psnr"],
-                                   f"{s['roi']['roi_psnr']:.2f} [{s['roi']['images']}]", s["roi"]["gain_db"],
-                                   s["roi_scaled"]["uniform_roi_psnr"],
-                                   f"{s['roi_scaled']['roi_psnr']:.2f} [{s['roi_scaled']['images']}]",
-                                   s["roi_scaled"]["gain_db"], s["webp_roi_psnr"], s["avif_roi_psnr"]]
-                                  for s in summary])])
+                    "quality on the images whose curves reach that bpp (their count in brackets); bg = the "
+                    "background PSNR there (uniform / ROI mode).",
+                    "", md_table(["total bpp", "uniform", "ROI mode", "gain dB", "bg", "uniform", "ROI mode, scaled bg",
+                                  "gain dB", "bg", "WebP", "AVIF"],
+                                 [[s["target_bpp"], *_mode_cells(s["roi"]), *_mode_cells(s["roi_scaled"]),
+                                   s["webp_roi_psnr"], s["avif_roi_psnr"]] for s in summary])])
     result = {"images": len(items), "summary": summary, "per_image": per_image}
     write_results(args.name, result, md)
     print(md)
     return result
+
+
+def _mode_cells(entry: dict) -> list:
+    return [entry["uniform_roi_psnr"], f"{entry['roi_psnr']:.2f} [{entry['images']}]", entry["gain_db"],
+            f"{entry['uniform_bg_psnr']:.1f} / {entry['bg_psnr']:.1f}"]
 
 
 def _plot(summary: list[dict], name: str) -> None:

@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 
 from codec.api import Codec, DecodedGroup
+from codec.bitstream import COMPOSITE_BACKGROUND_LAYERS
 from codec.errors import CorruptStreamError, DecryptionError, WeightsMismatchError
 from proto import service_pb2
 
@@ -24,7 +25,6 @@ from .pixels import encode_pixels
 from .selector import Encrypted, Output, RegionRequest, Selection
 from .storage import GroupGone, GroupRef, Storage, StoredGroup
 
-MAX_BACKGROUND_LAYERS = 8  # older backgrounds a composite may use to fill the holes of newer ones
 
 
 def _where(ref: GroupRef) -> str:
@@ -106,11 +106,11 @@ class RegionBuilder:
                      cache: dict) -> list[DecodedGroup]:
         """Backgrounds at or before the frame (same frame size), newest first, going back until they
         cover the whole frame (a background has holes where objects stood when it was sent) or
-        MAX_BACKGROUND_LAYERS are used. Each is decoded once and reused by the following frames."""
+        COMPOSITE_BACKGROUND_LAYERS are used. Each is decoded once and reused by the following frames."""
         layers: list[DecodedGroup] = []
         covered = np.zeros((size[1], size[0]), bool)
         index = ref.frame_index
-        while len(layers) < MAX_BACKGROUND_LAYERS:
+        while len(layers) < COMPOSITE_BACKGROUND_LAYERS:
             bg = self.storage.background_at(ref.stream_id, index, request.encrypted == Encrypted.DECRYPT)
             if bg is None:
                 break
@@ -118,7 +118,7 @@ class RegionBuilder:
             if key not in cache:
                 stored = self._read(bg)
                 fits = stored is not None and (stored.header.width, stored.header.height) == size
-                if len(cache) >= 2 * MAX_BACKGROUND_LAYERS:
+                if len(cache) >= 2 * COMPOSITE_BACKGROUND_LAYERS:
                     cache.pop(next(iter(cache)))
                 cache[key] = self._decode(bg, stored, request) if fits else None
             if cache[key] is not None:

@@ -18,6 +18,7 @@ from .geometry import BBox, bbox_blocks, block_bbox, block_grid_shape, rle_decod
 
 BITSTREAM_VERSION = 2  # what the encoder writes
 READABLE_VERSIONS = (1, 2)  # 1: block_runs over the whole grid; 2: over the blocks of the group's bbox
+COMPOSITE_BACKGROUND_LAYERS = 8  # background records a composite stacks to fill the holes of newer ones
 MAX_SIDE = 16384  # frames larger than this are refused (bounds memory for hostile headers)
 
 EncodedFrame = pb.EncodedFrame

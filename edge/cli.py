@@ -52,7 +52,8 @@ def build_pipeline(args: argparse.Namespace):
     metrics = EdgeMetrics(args.stream)
     first = spool.next_index(args.stream) if args.first_index is None else args.first_index
     pipeline = EdgePipeline(codec, policy, detector=detector, face_detector=faces, sink=SpoolSink(spool, streamer),
-                            stream_id=args.stream, bg_interval=args.bg_interval, target_kbps=args.target_kbps,
+                            stream_id=args.stream, bg_interval=args.bg_interval, bg_fill=not args.no_bg_fill,
+                            target_kbps=args.target_kbps,
                             key=key, metrics=metrics, status=None if args.no_status else sys.stderr,
                             first_index=first, streamer=streamer, encoder_name=encoder, pipelined=not args.sequential)
     return pipeline, source, spool, streamer, metrics
@@ -131,6 +132,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bg-interval", type=int, default=1,
                    help="send the background every N frames and on scene changes (1 = every frame, 0 = scene "
                         "changes only)")
+    g.add_argument("--no-bg-fill", action="store_true",
+                   help="with --bg-interval, do not send the background blocks that objects hid at every refresh "
+                        "once they are free (the cloud's composites then stay black there)")
     g.add_argument("--margin", type=int, default=8, help="dilation of instance masks in pixels (default 8)")
     g.add_argument("--min-size", type=int, default=256, help="ignore instances smaller than this many pixels")
     g.add_argument("--max-groups", type=int, default=32, help="most object groups per frame")

@@ -29,7 +29,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from .ratecontrol import RateController
-from .roi import BackgroundScheduler, GroupPlan, RoiPolicy
+from .roi import BackgroundFill, BackgroundScheduler, GroupPlan, RoiPolicy
 from .sources import Frame, Source
 from .spool import Spool
 from .streaming import IngestStreamer
@@ -99,6 +99,8 @@ class EdgeMetrics:
                                 ["stream"], registry=r).labels(s)
         self.backgrounds = Counter("roistream_edge_backgrounds", "Frames that carried the background",
                                    ["stream"], registry=r).labels(s)
+        self.fills = Counter("roistream_edge_background_fills", "Frames that carried background blocks no "
+                             "composite layer had", ["stream"], registry=r).labels(s)
         self.queue = Gauge("roistream_edge_queue_depth", "Frames waiting in the outbox", ["stream"],
                            registry=r).labels(s)
         self.dropped = Gauge("roistream_edge_dropped_frames", "Frames dropped, by reason", ["stream", "reason"],
@@ -136,7 +138,7 @@ class FrameResult:
     plan: GroupPlan
     nbytes: int
     group_bytes: dict[int, int]
-    background: str  # why the background was sent ("" = not sent)
+    background: str  # why the background was sent ("" = not sent, "fill" = only the blocks a fill sends)
     times: dict[str, float]
     frame: object = None  # the EncodedFrame
 
@@ -151,7 +153,8 @@ class EdgeSummary:
     bytes_per_class: dict[str, int] = field(default_factory=dict)
     groups_total: int = 0
     empty_frames: int = 0  # frames with nothing to send (no object, no background due): not sent
-    background_frames: int = 0
+    background_frames: int = 0  # refreshes (first frame, interval, scene change, every frame)
+    background_fills: int = 0  # frames that carried a fill (BackgroundFill)
     scene_changes: int = 0
     stage_ms: dict[str, float] = field(default_factory=dict)  # mean per frame
     source: dict = field(default_factory=dict)
@@ -183,14 +186,17 @@ class EdgePipeline:
 
     codec: codec.api.Codec; policy: RoiPolicy; detector: edge.detector.Detector (None = no objects,
     background only); face_detector: optional FaceDetector (used when the policy wants faces);
-    bg_interval: see BackgroundScheduler; target_kbps: enables rate control; key: EncryptionKey for
+    bg_interval: see BackgroundScheduler; bg_fill: with a refresh interval, send the background blocks
+    the cloud's composite has no layer for once they are free (BackgroundFill); target_kbps: enables
+    rate control; key: EncryptionKey for
     the policy's encrypted classes; first_index: stream frame index of the source's frame 0;
     status: a stream for the live status line (None = off); pipelined: capture and detect the next
     frame on a thread while the current one is encoded (both runtimes release the GIL).
     """
 
     def __init__(self, codec, policy: RoiPolicy, *, detector=None, face_detector=None, sink: FrameSink | None = None,
-                 stream_id: str = "cam0", bg_interval: int = 1, target_kbps: float | None = None,
+                 stream_id: str = "cam0", bg_interval: int = 1, bg_fill: bool = True,
+                 target_kbps: float | None = None,
                  rate: RateController | None = None, key=None, metrics: EdgeMetrics | None = None,
                  status: TextIO | None = None, status_interval: float = 1.0, first_index: int = 0,
                  streamer: IngestStreamer | None = None, encoder_name: str = "", keep_frames: bool = False,
@@ -203,6 +209,7 @@ class EdgePipeline:
         self.sink = sink or MemorySink()
         self.stream_id, self.key, self.first_index = stream_id, key, first_index
         self.background = BackgroundScheduler(bg_interval)
+        self.fill = BackgroundFill() if bg_fill and bg_interval != 1 else None
         self.rate = rate or (RateController(target_kbps) if target_kbps else None)
         self.metrics = metrics
         self.status, self.status_interval = status, status_interval
@@ -248,6 +255,11 @@ class EdgePipeline:
         plan = self.policy.plan(detections, h, w)
         send_bg, reason = self.background.decide(frame.index, frame.image)
         plan.send_background = send_bg
+        if not send_bg and self.fill is not None:
+            holes = self.fill.holes(plan, h, w)
+            if holes is not None:
+                plan.restrict_background(holes)
+                reason = "fill"
         dt = self._default_dt if self._prev_ts is None else max((frame.timestamp_us - self._prev_ts) / 1e6, 1e-3)
         self._prev_ts = frame.timestamp_us
         if self.rate is not None:
@@ -270,6 +282,8 @@ class EdgePipeline:
         times["send"] = time.perf_counter() - t
 
         group_bytes = {r.group_id: len(r.payload) for r in encoded.groups} if encoded is not None else {}
+        if self.fill is not None and 0 in group_bytes:
+            self.fill.record(plan, refresh=send_bg)
         if self.rate is not None:
             self.rate.update(plan, group_bytes, len(data), dt)
         result = FrameResult(index, frame.index, plan, len(data), group_bytes, reason, times,
@@ -294,7 +308,8 @@ class EdgePipeline:
             label = r.plan.groups[gid].label
             s.bytes_per_class[label] = s.bytes_per_class.get(label, 0) + n
         s.groups_total += len(r.plan.object_ids)
-        s.background_frames += bool(r.background)
+        s.background_frames += bool(r.background) and r.background != "fill"
+        s.background_fills += r.background == "fill"
         for k, v in r.times.items():
             self._times[k] += v
         self._recent.append((time.monotonic(), r.nbytes, int(dt * 1e6)))
@@ -304,7 +319,9 @@ class EdgePipeline:
             for gid, n in r.group_bytes.items():
                 m.bytes.labels(m.stream, r.plan.groups[gid].label).inc(n)
             m.groups.set(len(r.plan.object_ids))
-            if r.background:
+            if r.background == "fill":
+                m.fills.inc()
+            elif r.background:
                 m.backgrounds.inc()
                 m.bg_quality.set(r.plan.groups[0].quality)
             for stage, v in r.times.items():

@@ -7,6 +7,7 @@
   label, score, quality and encryption flag per group.
 * `BackgroundScheduler` decides when the background group (0) is sent: every `interval` frames and
   on a scene change, so a static camera pays for its background once, not at every frame.
+  `BackgroundFill` sends, between refreshes, the background blocks no composite layer covers yet.
 * `group_map_for_image(image, words)` is the one-call helper behind `roistream encode --detect`.
 """
 
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from codec.bitstream import COMPOSITE_BACKGROUND_LAYERS
 from codec.geometry import BLOCK, block_grid_shape, padded_size
 from codec.scaling import scale_log2
 
@@ -171,6 +174,9 @@ class GroupInfo:
     scale: int = 1  # coded at 1/scale resolution (codec.scaling)
 
 
+NOT_CODED = -1  # group-map id of background blocks a fill leaves out (GroupPlan.restrict_background)
+
+
 @dataclass
 class GroupPlan:
     """What to code for one frame: the group map and each group's metadata (0 = background)."""
@@ -178,6 +184,12 @@ class GroupPlan:
     group_map: np.ndarray  # int32 block grid
     groups: dict[int, GroupInfo] = field(default_factory=dict)
     send_background: bool = True
+
+    def restrict_background(self, blocks: np.ndarray) -> None:
+        """Send only these background blocks (a fill): the others get NOT_CODED in the map."""
+        self.group_map = np.where((self.group_map == 0) & ~blocks, NOT_CODED, self.group_map).astype(np.int32)
+        self.groups[0].blocks = int((self.group_map == 0).sum())
+        self.send_background = True
 
     @property
     def object_ids(self) -> list[int]:
@@ -378,6 +390,47 @@ class BackgroundScheduler:
             self._thumb = self.thumbnail(image)
         self.sent += 1
         return True, reason
+
+
+class BackgroundFill:
+    """Sends, between refreshes, the background blocks that no composite layer covers.
+
+    A refresh codes the background around the objects of its frame, so it has holes where they
+    stood. The cloud's composite fills them from older background records, newest first, at most
+    COMPOSITE_BACKGROUND_LAYERS of them: a spot with an object on it at every refresh in that window
+    would stay black (a person who stands still). This class keeps the block masks of those last
+    layers, as the composite stacks them; on a frame without a refresh, `holes` are the blocks none
+    of them covers and no object stands on now, sent as a small background record (a fill) that
+    the composite stacks like any other.
+
+    At most `layers // 2 - 1` fills follow a refresh, so that a refresh with its fills, and the
+    refresh before it with its own, all stay within the composite's window.
+    """
+
+    def __init__(self, layers: int = COMPOSITE_BACKGROUND_LAYERS):
+        self._layers: deque[np.ndarray] = deque(maxlen=layers)
+        self.max_fills = max(layers // 2 - 1, 0)
+        self._fills_since_refresh = 0
+        self.sent = 0
+
+    def holes(self, plan: GroupPlan, height: int, width: int) -> np.ndarray | None:
+        """Background blocks of this frame (inside it) that no layer covers, or None when there are
+        none or no fill is allowed before the next refresh."""
+        if not self._layers or self._fills_since_refresh >= self.max_fills or 0 not in plan.groups:
+            return None
+        inside = np.zeros(plan.group_map.shape, bool)
+        inside[: -(-height // BLOCK), : -(-width // BLOCK)] = True
+        holes = (plan.group_map == 0) & inside & ~np.logical_or.reduce(list(self._layers))
+        return holes if holes.any() else None
+
+    def record(self, plan: GroupPlan, refresh: bool) -> None:
+        """Note the background a frame carried (call only when it carried one)."""
+        self._layers.appendleft(plan.group_map == 0)
+        if refresh:
+            self._fills_since_refresh = 0
+        else:
+            self._fills_since_refresh += 1
+            self.sent += 1
 
 
 # ---------------------------------------------------------------- one-call helper

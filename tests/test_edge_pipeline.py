@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 
+import numpy as np
 import pytest
 
 from cloud.client import CloudClient
@@ -27,8 +28,8 @@ def test_pipeline_groups_background_refresh_and_encryption(codec, detector):
     metrics = EdgeMetrics("cam9")
     sink = MemorySink()
     policy = RoiPolicy.from_words("people", encrypt="person", bg_quality=0.2)
-    pipe = EdgePipeline(codec, policy, detector=detector, sink=sink, stream_id="cam9", bg_interval=2, key=key,
-                        metrics=metrics, first_index=100)
+    pipe = EdgePipeline(codec, policy, detector=detector, sink=sink, stream_id="cam9", bg_interval=2, bg_fill=False,
+                        key=key, metrics=metrics, first_index=100)
     summary = pipe.run(open_source(paths.video_path()), max_frames=4)
     assert summary.frames == 4 and len(sink.frames) == 4
     assert (summary.first_index, summary.last_index, summary.background_frames) == (100, 103, 2)
@@ -114,7 +115,7 @@ def test_cli_edge_run_streams_to_the_cloud(tmp_path, pinned_cloud, capsys):
     cloud_server, weights = pinned_cloud
     target = f"127.0.0.1:{cloud_server.port}"
     common = ["edge", "run", "--source", str(paths.video_path()), "--cloud", target, "--insecure", "--stream", "cli",
-              "--roi", "pedestrians", "--spool", str(tmp_path / "edge.spool"), "--no-status", "--weights", str(weights)]
+              "--roi", "pedestrians", "--spool", str(tmp_path / "edge.spool"), "--no-status", "--weights", str(weights), "--no-bg-fill"]
     metrics_port = _free_port()
     code = main(common + ["--max-frames", "3", "--bg-interval", "2", "--target-kbps", "3000",
                           "--summary", str(tmp_path / "summary.json"), "--metrics-port", str(metrics_port)])
@@ -148,3 +149,51 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["edge", "run", "--source", str(paths.video_path()), "--stream", "x", "--roi", "unicorns",
                  "--spool", str(tmp_path / "s")]) == 2
     assert "Known classes" in capsys.readouterr().err
+
+
+def _black_blocks(image) -> int:
+    """16x16 blocks of a composite with no pixel painted (no background layer and no group had them)."""
+    h, w = image.shape[0] // 16 * 16, image.shape[1] // 16 * 16
+    blocks = image[:h, :w].reshape(h // 16, 16, w // 16, 16, 3)
+    return int((blocks.max(axis=(1, 3, 4)) == 0).sum())
+
+
+@pytest.mark.slow
+def test_background_fills_leave_no_black_holes_in_composites(tmp_path, codec, detector):
+    """A refresh has holes where people stood; without fills, composites between refreshes show black
+    where people have since walked away. With fills (the default), every block of every composite
+    has a background layer or a person over it, and fills carry only blocks no layer had."""
+    from codec.bitstream import record_block_mask
+    from roistream.local import local_cloud, stream_source
+
+    black = {}
+    for fill in (False, True):
+        results = []
+        with local_cloud(tmp_path / f"cloud{fill}", codec) as server:
+            summary, delivery = stream_source(server, codec, detector, RoiPolicy.from_words("person", bg_quality=0.1),
+                                              open_source(paths.video_path()), stream="fill", bg_fill=fill,
+                                              spool_path=tmp_path / f"{fill}.spool", bg_interval=3, max_frames=6,
+                                              on_frame=results.append, pipelined=False)
+            assert delivery.flushed and delivery.stored == 6
+            with CloudClient(f"127.0.0.1:{server.port}") as client:
+                composites = list(client.get_regions(stream_id="fill", labels=["person"], composite=True,
+                                                     output="raw"))
+                black[fill] = [_black_blocks(client.region_pixels(r)[0]) for r in composites]
+        assert len(composites) == 6
+        assert summary.background_frames == 2  # frames 0 and 3; fills are counted apart
+        kinds = [r.background for r in results]
+        assert kinds[0] == "first frame" and kinds[3] == "interval"
+        if fill:
+            assert summary.background_fills == kinds.count("fill") > 0
+            layers = []
+            for r in results:
+                bg = [g for g in r.frame.groups if g.group_id == 0]
+                if bg:
+                    mask = record_block_mask(r.frame.header, bg[0])
+                    if r.background == "fill":  # only blocks that no earlier layer covers
+                        assert not (mask & np.logical_or.reduce(layers)).any()
+                    layers.append(mask)
+        else:
+            assert summary.background_fills == 0 and "fill" not in kinds
+    assert sum(black[False]) > 0, "vtest's people should uncover spots the first background never saw"
+    assert black[True] == [0] * 6

@@ -7,8 +7,8 @@ import pytest
 
 from codec.geometry import BLOCK, block_grid_shape
 from edge.detector import COCO_CLASSES, Detection
-from edge.roi import (BackgroundScheduler, RoiPolicy, UnknownClassError, mask_to_blocks, parse_class_values,
-                      resolve_classes)
+from edge.roi import (NOT_CODED, BackgroundFill, BackgroundScheduler, GroupInfo, GroupPlan, RoiPolicy,
+                      UnknownClassError, mask_to_blocks, parse_class_values, resolve_classes)
 from tests.edge_fixtures import needs_shared, vtest_frames
 
 
@@ -204,3 +204,37 @@ def test_background_on_scene_change():
     dark = (frames[2] // 4).astype(np.uint8)  # lights off
     assert sched.decide(4, frames[2])[0] and sched.decide(5, dark)[0]
     assert sched.scene_changes == 3
+
+
+def _plan(objects: list[tuple[slice, slice]], grid=(4, 8)) -> GroupPlan:
+    group_map = np.zeros(grid, np.int32)
+    for i, (rows, cols) in enumerate(objects, start=1):
+        group_map[rows, cols] = i
+    groups = {0: GroupInfo("background", 0.0, 0.3, False, int((group_map == 0).sum()))}
+    groups.update({i: GroupInfo("person", 0.9, 0.8, False, 1) for i in range(1, len(objects) + 1)})
+    return GroupPlan(group_map, groups)
+
+
+def test_background_fill_sends_only_blocks_no_layer_has_and_keeps_the_refresh_in_the_window():
+    fill = BackgroundFill(layers=8)
+    assert fill.max_fills == 3
+    person_at = _plan([(slice(0, 2), slice(0, 2))])  # a person on 2x2 blocks at the refresh
+    assert fill.holes(person_at, 64, 128) is None  # nothing sent yet: the refresh comes first
+    fill.record(person_at, refresh=True)
+    assert fill.holes(_plan([(slice(0, 2), slice(0, 2))]), 64, 128) is None  # still standing there
+    moved = _plan([(slice(0, 2), slice(1, 3))])  # one block column to the right
+    holes = fill.holes(moved, 64, 128)
+    assert holes is not None and np.argwhere(holes).tolist() == [[0, 0], [1, 0]]
+    moved.restrict_background(holes)
+    assert moved.groups[0].blocks == 2 and moved.coded_ids == [0, 1]
+    assert set(np.unique(moved.group_map).tolist()) == {NOT_CODED, 0, 1}
+    fill.record(moved, refresh=False)
+    # blocks of the padded grid beyond the frame (here a 16-px wide frame: column 0 only) are no holes
+    assert fill.holes(_plan([]), 64, 16) is None
+    assert np.argwhere(fill.holes(_plan([]), 64, 128)).tolist() == [[0, 1], [1, 1]]
+    # at most layers // 2 - 1 fills per refresh, so the refresh stays within the composite's layers
+    for _ in range(2):
+        fill.record(_plan([(slice(0, 2), slice(1, 2))]), refresh=False)
+    assert fill.sent == 3 and fill.holes(_plan([]), 64, 128) is None
+    fill.record(_plan([(slice(0, 2), slice(1, 2))]), refresh=True)  # the count restarts at a refresh
+    assert np.argwhere(fill.holes(_plan([]), 64, 128)).tolist() == [[0, 1], [1, 1]]
