@@ -209,7 +209,7 @@ class EdgePipeline:
         self.sink = sink or MemorySink()
         self.stream_id, self.key, self.first_index = stream_id, key, first_index
         self.background = BackgroundScheduler(bg_interval)
-        self.fill = BackgroundFill() if bg_fill and bg_interval != 1 else None
+        self.fill = BackgroundFill(bg_interval) if bg_fill and bg_interval != 1 else None
         self.rate = rate or (RateController(target_kbps) if target_kbps else None)
         self.metrics = metrics
         self.status, self.status_interval = status, status_interval
@@ -256,10 +256,13 @@ class EdgePipeline:
         send_bg, reason = self.background.decide(frame.index, frame.image)
         plan.send_background = send_bg
         if not send_bg and self.fill is not None:
-            holes = self.fill.holes(plan, h, w)
-            if holes is not None:
-                plan.restrict_background(holes)
+            action = self.fill.decide(frame.index, plan, h, w)
+            if action == "fill":
                 reason = "fill"
+            elif action == "refresh":  # holes remain and no periodic refresh would ever cover them
+                self.background.force(frame.index, frame.image)
+                send_bg = plan.send_background = True
+                reason = "holes"
         dt = self._default_dt if self._prev_ts is None else max((frame.timestamp_us - self._prev_ts) / 1e6, 1e-3)
         self._prev_ts = frame.timestamp_us
         if self.rate is not None:
@@ -283,7 +286,7 @@ class EdgePipeline:
 
         group_bytes = {r.group_id: len(r.payload) for r in encoded.groups} if encoded is not None else {}
         if self.fill is not None and 0 in group_bytes:
-            self.fill.record(plan, refresh=send_bg)
+            self.fill.record(frame.index, plan, refresh=send_bg)
         if self.rate is not None:
             self.rate.update(plan, group_bytes, len(data), dt)
         result = FrameResult(index, frame.index, plan, len(data), group_bytes, reason, times,

@@ -174,6 +174,7 @@ class GroupInfo:
     scale: int = 1  # coded at 1/scale resolution (codec.scaling)
 
 
+FILL_SPACING_WITHOUT_INTERVAL = 5  # frames between background fills when there is no refresh interval
 NOT_CODED = -1  # group-map id of background blocks a fill leaves out (GroupPlan.restrict_background)
 
 
@@ -385,11 +386,15 @@ class BackgroundScheduler:
             self.scene_changes += 1
         else:
             return False, ""
+        self.force(index, image)
+        return True, reason
+
+    def force(self, index: int, image: np.ndarray) -> None:
+        """Record a background sent for another reason (BackgroundFill asking for a refresh)."""
         self._last_sent = index
         if self.interval != 1:
             self._thumb = self.thumbnail(image)
         self.sent += 1
-        return True, reason
 
 
 class BackgroundFill:
@@ -399,33 +404,55 @@ class BackgroundFill:
     stood. The cloud's composite fills them from older background records, newest first, at most
     COMPOSITE_BACKGROUND_LAYERS of them: a spot with an object on it at every refresh in that window
     would stay black (a person who stands still). This class keeps the block masks of those last
-    layers, as the composite stacks them; on a frame without a refresh, `holes` are the blocks none
-    of them covers and no object stands on now, sent as a small background record (a fill) that
-    the composite stacks like any other.
+    layers, as the composite stacks them. On a frame without a refresh, the blocks none of them
+    covers and no object stands on now are sent as a small background record (a fill) that the
+    composite stacks like any other.
 
     At most `layers // 2 - 1` fills follow a refresh, so that a refresh with its fills, and the
-    refresh before it with its own, all stay within the composite's window.
+    refresh before it with its own, stay within the composite's window. They are at least `spacing`
+    frames apart (the refresh interval shared among them), so they are not all spent on the first
+    frames after a refresh, when walking people have freed only a sliver of their spots. With
+    interval 0 (no periodic refresh: static cameras), holes left once the fills are spent call for
+    a refresh.
     """
 
-    def __init__(self, layers: int = COMPOSITE_BACKGROUND_LAYERS):
-        self._layers: deque[np.ndarray] = deque(maxlen=layers)
+    def __init__(self, interval: int, layers: int = COMPOSITE_BACKGROUND_LAYERS, spacing: int | None = None):
+        self.interval = interval
         self.max_fills = max(layers // 2 - 1, 0)
+        if spacing is None:
+            spacing = interval // (self.max_fills + 1) if interval else FILL_SPACING_WITHOUT_INTERVAL
+        self.spacing = max(1, spacing)
+        self._layers: deque[np.ndarray] = deque(maxlen=layers)
         self._fills_since_refresh = 0
+        self._last_layer = 0  # frame index of the last background sent
         self.sent = 0
 
     def holes(self, plan: GroupPlan, height: int, width: int) -> np.ndarray | None:
-        """Background blocks of this frame (inside it) that no layer covers, or None when there are
-        none or no fill is allowed before the next refresh."""
-        if not self._layers or self._fills_since_refresh >= self.max_fills or 0 not in plan.groups:
+        """Background blocks of this frame (inside it) that no layer covers, or None when there are none."""
+        if not self._layers or 0 not in plan.groups:
             return None
         inside = np.zeros(plan.group_map.shape, bool)
         inside[: -(-height // BLOCK), : -(-width // BLOCK)] = True
         holes = (plan.group_map == 0) & inside & ~np.logical_or.reduce(list(self._layers))
         return holes if holes.any() else None
 
-    def record(self, plan: GroupPlan, refresh: bool) -> None:
-        """Note the background a frame carried (call only when it carried one)."""
+    def decide(self, index: int, plan: GroupPlan, height: int, width: int) -> str:
+        """For a frame without a refresh due: "fill" (the plan now sends only the holes), "refresh"
+        (holes remain, the fills are spent and no periodic refresh will come) or "" (nothing)."""
+        holes = self.holes(plan, height, width)
+        if holes is None:
+            return ""
+        if self._fills_since_refresh < self.max_fills:
+            if index - self._last_layer < self.spacing:
+                return ""
+            plan.restrict_background(holes)
+            return "fill"
+        return "refresh" if self.interval == 0 else ""
+
+    def record(self, index: int, plan: GroupPlan, refresh: bool) -> None:
+        """Note the background frame `index` carried (call only when it carried one)."""
         self._layers.appendleft(plan.group_map == 0)
+        self._last_layer = index
         if refresh:
             self._fills_since_refresh = 0
         else:

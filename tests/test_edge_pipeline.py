@@ -197,3 +197,29 @@ def test_background_fills_leave_no_black_holes_in_composites(tmp_path, codec, de
             assert summary.background_fills == 0 and "fill" not in kinds
     assert sum(black[False]) > 0, "vtest's people should uncover spots the first background never saw"
     assert black[True] == [0] * 6
+
+
+def _person(x: int, y: int, size: int = 48, shape=(576, 768)):
+    from edge.detector import Detection
+
+    mask = np.zeros(shape, bool)
+    mask[y : y + size, x : x + size] = True
+    return Detection("person", 0, 0.9, (x, y, x + size, y + size), mask)
+
+
+def test_static_camera_fills_the_spots_people_leave_then_refreshes_when_fills_are_spent(codec):
+    """--bg-interval 0: the background is sent once; four people stood on it. As each leaves, a fill
+    (5 frames apart) sends their spot; the fourth leaves after three fills and gets a refresh."""
+    image = vtest_frames(1)[0]
+    spots = [(64, 64), (256, 64), (448, 64), (64, 320)]
+    pipe = EdgePipeline(codec, RoiPolicy(classes=["person"], margin_px=0), sink=MemorySink(), bg_interval=0)
+    kinds = {}
+    for index, present in ((0, 4), (5, 3), (10, 2), (15, 1), (20, 0)):
+        people = [_person(*spot) for spot in spots[4 - present:]]
+        r = pipe.process(Frame(image, index, 1_700_000_000_000_000 + index * 100_000), detections=people)
+        kinds[index] = (r.background, r.group_bytes.get(0, 0) > 0)
+        if r.background == "fill":  # only the spot just left: 48-px squares at 16-px aligned corners = 3x3 blocks
+            assert r.plan.groups[0].blocks == 9
+    assert kinds == {0: ("first frame", True), 5: ("fill", True), 10: ("fill", True), 15: ("fill", True),
+                     20: ("holes", True)}
+    assert (pipe.summary.background_frames, pipe.summary.background_fills) == (2, 3)

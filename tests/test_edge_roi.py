@@ -216,25 +216,39 @@ def _plan(objects: list[tuple[slice, slice]], grid=(4, 8)) -> GroupPlan:
 
 
 def test_background_fill_sends_only_blocks_no_layer_has_and_keeps_the_refresh_in_the_window():
-    fill = BackgroundFill(layers=8)
-    assert fill.max_fills == 3
+    fill = BackgroundFill(interval=4, layers=8)
+    assert (fill.max_fills, fill.spacing) == (3, 1)
     person_at = _plan([(slice(0, 2), slice(0, 2))])  # a person on 2x2 blocks at the refresh
-    assert fill.holes(person_at, 64, 128) is None  # nothing sent yet: the refresh comes first
-    fill.record(person_at, refresh=True)
-    assert fill.holes(_plan([(slice(0, 2), slice(0, 2))]), 64, 128) is None  # still standing there
+    assert fill.decide(0, person_at, 64, 128) == ""  # nothing sent yet: the refresh comes first
+    fill.record(0, person_at, refresh=True)
+    assert fill.decide(1, _plan([(slice(0, 2), slice(0, 2))]), 64, 128) == ""  # still standing there
     moved = _plan([(slice(0, 2), slice(1, 3))])  # one block column to the right
-    holes = fill.holes(moved, 64, 128)
-    assert holes is not None and np.argwhere(holes).tolist() == [[0, 0], [1, 0]]
-    moved.restrict_background(holes)
+    assert fill.decide(2, moved, 64, 128) == "fill"
+    assert np.argwhere(moved.group_map == 0).tolist() == [[0, 0], [1, 0]]  # only the freed blocks
     assert moved.groups[0].blocks == 2 and moved.coded_ids == [0, 1]
     assert set(np.unique(moved.group_map).tolist()) == {NOT_CODED, 0, 1}
-    fill.record(moved, refresh=False)
+    fill.record(2, moved, refresh=False)
     # blocks of the padded grid beyond the frame (here a 16-px wide frame: column 0 only) are no holes
     assert fill.holes(_plan([]), 64, 16) is None
     assert np.argwhere(fill.holes(_plan([]), 64, 128)).tolist() == [[0, 1], [1, 1]]
     # at most layers // 2 - 1 fills per refresh, so the refresh stays within the composite's layers
-    for _ in range(2):
-        fill.record(_plan([(slice(0, 2), slice(1, 2))]), refresh=False)
-    assert fill.sent == 3 and fill.holes(_plan([]), 64, 128) is None
-    fill.record(_plan([(slice(0, 2), slice(1, 2))]), refresh=True)  # the count restarts at a refresh
-    assert np.argwhere(fill.holes(_plan([]), 64, 128)).tolist() == [[0, 1], [1, 1]]
+    for index in (3, 4):
+        fill.record(index, _plan([(slice(0, 2), slice(1, 2))]), refresh=False)
+    assert fill.sent == 3 and fill.decide(5, _plan([]), 64, 128) == ""  # the next refresh will cover them
+    fill.record(6, _plan([(slice(0, 2), slice(1, 2))]), refresh=True)  # the count restarts at a refresh
+    assert fill.decide(7, _plan([]), 64, 128) == "fill"
+
+
+def test_background_fills_are_spaced_and_without_interval_spent_fills_ask_for_a_refresh():
+    spaced = BackgroundFill(interval=10)
+    assert spaced.spacing == 2  # 3 fills share a 10-frame interval
+    spaced.record(0, _plan([(slice(0, 2), slice(0, 2))]), refresh=True)
+    assert spaced.decide(1, _plan([]), 64, 128) == ""  # too soon after the refresh
+    assert spaced.decide(2, _plan([]), 64, 128) == "fill"
+    static = BackgroundFill(interval=0)  # a static camera: refreshes on scene changes only
+    assert static.spacing == 5
+    static.record(0, _plan([(slice(0, 2), slice(0, 2))]), refresh=True)
+    for index in (5, 10, 15):  # fills elsewhere while the person stays
+        static.record(index, _plan([(slice(0, 2), slice(0, 2))]), refresh=False)
+    assert static.sent == 3
+    assert static.decide(20, _plan([]), 64, 128) == "refresh"  # the person left; no refresh would come
