@@ -188,8 +188,8 @@ class EdgePipeline:
     background only); face_detector: optional FaceDetector (used when the policy wants faces);
     bg_interval: see BackgroundScheduler; bg_fill: with a refresh interval, send the background blocks
     the cloud's composite has no layer for once they are free (BackgroundFill); target_kbps: enables
-    rate control; key: EncryptionKey for
-    the policy's encrypted classes; first_index: stream frame index of the source's frame 0;
+    rate control; key: EncryptionKey for the policy's encrypted classes; first_index: stream frame
+    index of the source's frame 0;
     status: a stream for the live status line (None = off); pipelined: capture and detect the next
     frame on a thread while the current one is encoded (both runtimes release the GIL).
     """
