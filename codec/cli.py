@@ -120,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, seed=args.seed,
                       checkpoint_minutes=args.checkpoint_minutes, device=args.device, init=args.init,
-                      photos=args.photos, coco=args.coco, compile=not args.no_compile,
+                      photos=args.photos, coco=args.coco, compile=not args.no_compile, widen=args.widen,
                       **{k: getattr(args, k) for k in ("lr", "warm_lr", "final_lr") if getattr(args, k) is not None})
     path = train(cfg)
     print(f"weights written to {path}")
@@ -172,6 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--final-lr", type=float, help="learning rate of the last 10%% of steps (default 2e-5)")
     p.add_argument("--device", default="auto")
     p.add_argument("--init", type=Path, help="weights file to start from when OUT has no checkpoint")
+    p.add_argument("--widen", type=int, default=0, metavar="N",
+                   help="with --init: grow the hidden layers of g_a / g_s to N channels first, computing the same "
+                        "function, so training adds capacity to a trained model (a checkpoint keeps its size)")
     p.add_argument("--no-compile", action="store_true", help="run eagerly (torch.compile makes CPU steps ~1.1-1.3x "
                    "faster after a 1-2 minute compile, and needs a C++ compiler)")
     p.add_argument("--photos", type=Path, help="folder of training photos (default ../shared/data/photos)")

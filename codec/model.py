@@ -24,11 +24,16 @@ from .layers import GDN, conv, deconv, ste_round
 
 @dataclass(frozen=True)
 class ModelConfig:
-    n: int = 96  # channels of the hidden layers
+    n: int = 96  # channels of z and of the hidden layers (of g_a / g_s too unless nt is set)
     m: int = 160  # channels of y
+    nt: int = 0  # channels of the hidden layers of g_a / g_s (0 = n); see widen_transforms
+
+    @property
+    def transform_channels(self) -> int:
+        return self.nt or self.n
 
     def as_dict(self) -> dict[str, int]:
-        return {"n": self.n, "m": self.m}
+        return {"n": self.n, "m": self.m, **({"nt": self.nt} if self.nt else {})}
 
 
 class Analysis(nn.Module):
@@ -100,8 +105,8 @@ class RoiCodecModel(nn.Module):
         super().__init__()
         self.config = config
         n, m = config.n, config.m
-        self.g_a = Analysis(n, m)
-        self.g_s = Synthesis(n, m)
+        self.g_a = Analysis(config.transform_channels, m)
+        self.g_s = Synthesis(config.transform_channels, m)
         self.h_a = HyperAnalysis(n, m)
         self.h_s = HyperSynthesis(n, m)
         self.gains = GainUnits(m)
@@ -131,3 +136,53 @@ class RoiCodecModel(nn.Module):
         x_hat = self.synthesize(y_hat, q)
         return {"x_hat": x_hat, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood,
                 "y_mask": block_mask, "z_mask": hyper}
+
+
+_GDN_CROSS_INIT = 1e-3  # gamma parameter between old and new channels: gamma = 1e-6, nearly no mixing yet
+
+
+def _grow(old: Tensor, new: Tensor, out_dim: int, in_dim: int | None, fill: float = 0.0) -> Tensor:
+    """`new` (freshly initialised, larger) with `old` in its leading corner and `fill` where old
+    outputs would read new inputs, so the old outputs compute what they computed."""
+    out = new.detach().clone()
+    corner = [slice(None)] * new.dim()
+    corner[out_dim] = slice(0, old.shape[out_dim])
+    if in_dim is not None:
+        corner[in_dim] = slice(0, old.shape[in_dim])
+        out[tuple(corner)] = old
+        corner[in_dim] = slice(old.shape[in_dim], None)
+        out[tuple(corner)] = fill
+    else:
+        out[tuple(corner)] = old
+    return out
+
+
+def widen_transforms(model: RoiCodecModel, channels: int, seed: int = 0) -> RoiCodecModel:
+    """A copy of `model` whose g_a / g_s hidden layers have `channels` channels (Net2Net-style growth).
+
+    Old channels keep their weights and read nothing from the new ones (their GDN cross terms are
+    1e-6), and nothing old reads the new channels (zero outgoing weights), so the widened model codes
+    as the old one did, to float rounding. The new channels start from the default initialisation
+    and have gradients at once: training adds capacity to a trained model instead of starting over.
+    """
+    old_n = model.config.transform_channels
+    if channels <= old_n:
+        raise ValueError(f"cannot widen the transforms from {old_n} to {channels} channels")
+    torch.manual_seed(seed)
+    wide = RoiCodecModel(ModelConfig(model.config.n, model.config.m, channels))
+    state = wide.state_dict()
+    old_state = model.state_dict()
+    for name, old in old_state.items():
+        new = state[name]
+        if new.shape == old.shape:
+            state[name] = old.clone()
+        elif name.endswith("gamma"):  # both ways between old and new channels: 1e-6, so gradients flow
+            state[name] = _grow(old, new, 0, 1, fill=_GDN_CROSS_INIT)
+            state[name][old_n:, :old_n] = _GDN_CROSS_INIT
+        elif name.endswith("beta") or name.endswith("bias"):
+            state[name] = _grow(old, new, 0, None)
+        else:  # conv [out, in, k, k]; transposed conv [in, out, k, k]
+            transposed = name.startswith("g_s.")
+            state[name] = _grow(old, new, 1 if transposed else 0, 0 if transposed else 1)
+    wide.load_state_dict(state)
+    return wide

@@ -55,9 +55,9 @@ class TransformSet:
     """The float networks of a weights file as torch modules (eval mode, float32)."""
 
     def __init__(self, weights: CodecWeights):
-        n, m = weights.config.n, weights.config.m
+        n, m, nt = weights.config.n, weights.config.m, weights.config.transform_channels
         state = weights.float_state
-        self.g_a, self.h_a, self.g_s, self.gains = Analysis(n, m), HyperAnalysis(n, m), Synthesis(n, m), GainUnits(m)
+        self.g_a, self.h_a, self.g_s, self.gains = Analysis(nt, m), HyperAnalysis(n, m), Synthesis(nt, m), GainUnits(m)
         for name, module in (("g_a", self.g_a), ("h_a", self.h_a), ("g_s", self.g_s), ("gains", self.gains)):
             prefix = name + "."
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

@@ -26,7 +26,7 @@ from roistream import paths
 from .data import GroupSampler, list_images, load_coco, load_rgb, MAX_SIDE
 from .gain import interpolate_lambda
 from .geometry import BLOCK
-from .model import ModelConfig, RoiCodecModel
+from .model import ModelConfig, RoiCodecModel, widen_transforms
 
 
 @dataclass
@@ -44,6 +44,7 @@ class TrainConfig:
     compile: bool = True  # torch.compile the model: ~1.1-1.3x faster CPU steps after a 1-2 minute compile
     device: str = "auto"
     init: Path | None = None  # weights file to start from when there is no checkpoint yet
+    widen: int = 0  # with init: grow the hidden layers of g_a / g_s to this many channels first
     photos: Path | None = None  # photo folder (default ../shared/data/photos)
     coco: Path | None = None  # coco128-seg root with images/ and labels/ (default ../shared/data/coco128-seg)
 
@@ -87,18 +88,24 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
                           ("cpu" if cfg.device == "auto" else cfg.device))
     cfg.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = cfg.out / "checkpoint.pt"
+    if cfg.widen and cfg.init is None:
+        raise ValueError("widening (--widen) grows a trained model: give it with --init")
     torch.manual_seed(cfg.seed)
     step, rng = 0, np.random.default_rng(cfg.seed)
-    if cfg.init is not None and not ckpt_path.exists():
+    state = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
+    if state is not None:  # a checkpoint knows its own model size (widened runs included)
+        model = RoiCodecModel(ModelConfig(**state["model_config"]))
+    elif cfg.init is not None:
         init = load_weights(cfg.init)
-        model = model_from_weights(init).to(device)
+        model = model_from_weights(init)
         step = int(init.notes.get("steps", 0))  # continue the learning-rate schedule where it stopped
+        if cfg.widen:
+            model = widen_transforms(model, cfg.widen, seed=cfg.seed)
     else:
-        model = RoiCodecModel(model_config).to(device)
-    model = model.to(memory_format=torch.channels_last)
+        model = RoiCodecModel(model_config)
+    model = model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
@@ -124,7 +131,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
     def save() -> Path:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "config": {**asdict(cfg), "out": str(cfg.out)}, "model_config": model_config.as_dict()},
+                    "config": {**asdict(cfg), "out": str(cfg.out)}, "model_config": model.config.as_dict()},
                    ckpt_path.with_suffix(".tmp"))
         ckpt_path.with_suffix(".tmp").replace(ckpt_path)
         return export_weights(model, cfg.out / "weights.npz", notes={"steps": step})

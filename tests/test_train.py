@@ -96,3 +96,38 @@ def test_sigterm_checkpoints_before_stopping(tmp_path, tiny_data):
     assert state["step"] > 0
     assert f"checkpoint at step {state['step']}, stopping" in output
     assert load_weights(out / "weights.npz").notes["steps"] == state["step"]
+
+
+def test_widened_transforms_code_as_before_then_train_and_resume_at_their_size(tmp_path, tiny_data, small_image):
+    """--widen: g_a / g_s grow from 16 to 24 channels computing the same function; training from the
+    grown model runs, its checkpoint resumes at 24, and the exported weights code a frame."""
+    from codec.model import RoiCodecModel, widen_transforms
+    from codec.weights import export_weights
+
+    torch.manual_seed(0)
+    small = RoiCodecModel(TINY).eval()
+    wide = widen_transforms(small, 24).eval()
+    assert wide.config.transform_channels == 24 and wide.g_a.net[0].out_channels == 24
+    x = torch.rand(1, 3, 64, 64)
+    mask, q = torch.ones(1, 1, 4, 4), torch.tensor([0.7])
+    with torch.no_grad():
+        (y0, z0), (y1, z1) = small.analyze(x, mask, q), wide.analyze(x, mask, q)
+        assert torch.allclose(y0, y1, atol=1e-4, rtol=1e-3) and torch.allclose(z0, z1, atol=1e-4, rtol=1e-3)
+        assert torch.allclose(small.synthesize(y0, q), wide.synthesize(y0, q), atol=1e-4)
+    with pytest.raises(ValueError, match="cannot widen"):
+        widen_transforms(small, 16)
+
+    init = export_weights(small, tmp_path / "small.npz", notes={"steps": 0})
+    out = tmp_path / "wide"
+    cfg = _config(out, tiny_data, 2)
+    cfg.init, cfg.widen = init, 24
+    train(cfg)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["model_config"] == {"n": 16, "m": 24, "nt": 24}
+    cfg.steps, cfg.init, cfg.widen = 3, None, 0  # resumes from the checkpoint, at its own size
+    weights = load_weights(train(cfg))
+    assert weights.notes["steps"] == 3 and weights.config.transform_channels == 24
+    codec = Codec(weights)
+    frame = codec.encode(small_image, np.zeros(block_grid_shape(*small_image.shape[:2]), np.int32), 0.5)
+    assert codec.decode(frame.SerializeToString()).image.shape == small_image.shape
+    with pytest.raises(ValueError, match="--init"):
+        train(TrainConfig(out=tmp_path / "bad", widen=24))
