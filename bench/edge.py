@@ -55,10 +55,10 @@ def run_stream(codec, detector, args, bg_interval: int, bg_scale: int, data_dir:
                               "stored": delivery.stored, "reconnects": delivery.reconnects}
 
 
-def jpeg_baseline(codec, results, images) -> tuple[list[float], list[int], list[int]]:
-    """Per frame with objects: our ROI PSNR, and the bytes and quality of the smallest full-frame JPEG
-    that reaches it over the same pixels."""
-    ours_db, jpeg_bytes, jpeg_q = [], [], []
+def jpeg_baseline(codec, results, images) -> tuple[list[float], list[int], list[int], list[tuple]]:
+    """Per frame with objects: our ROI PSNR, the bytes and quality of the smallest full-frame JPEG
+    that reaches it over the same pixels, and (image, ROI pixel mask) for further baselines."""
+    ours_db, jpeg_bytes, jpeg_q, frames = [], [], [], []
     for r in results:
         image = images[r.source_index]
         db, mask = roi_psnr(codec, r.frame, image)
@@ -68,7 +68,8 @@ def jpeg_baseline(codec, results, images) -> tuple[list[float], list[int], list[
         ours_db.append(db)
         jpeg_bytes.append(size)
         jpeg_q.append(q)
-    return ours_db, jpeg_bytes, jpeg_q
+        frames.append((image, mask))
+    return ours_db, jpeg_bytes, jpeg_q, frames
 
 
 def _plot_sweep(sweep: list[dict]) -> None:
@@ -133,15 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     # baselines over the frames of run 1
     from codec.geometry import block_grid_shape
 
-    ours_db, jpeg_bytes, jpeg_q = jpeg_baseline(codec, full_results, images)
+    ours_db, jpeg_bytes, jpeg_q, roi_frames = jpeg_baseline(codec, full_results, images)
     uniform_bytes, uniform_db = [], []
-    for r in full_results[:: args.baseline_step]:
-        image = images[r.source_index]
-        db, mask = roi_psnr(codec, r.frame, image)
-        if mask.any():
-            enc = codec.encode(image, np.zeros(block_grid_shape(*image.shape[:2]), np.int32), args.roi_quality)
-            uniform_bytes.append(enc.ByteSize())
-            uniform_db.append(psnr(image, codec.decode(enc).image, mask))
+    for image, mask in roi_frames[:: args.baseline_step]:
+        enc = codec.encode(image, np.zeros(block_grid_shape(*image.shape[:2]), np.int32), args.roi_quality)
+        uniform_bytes.append(enc.ByteSize())
+        uniform_db.append(psnr(image, codec.decode(enc).image, mask))
 
     # the ROI-quality sweep, background refresh at reduced resolution
     sweep = []
@@ -153,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 summary, q_db, q_bytes = summaries["refresh_scaled"], ours_db, jpeg_bytes
             else:
                 summary, results, _ = run_stream(codec, detector, args, *refresh_scaled, Path(tmp), f"q{q}", q)
-                q_db, q_bytes, _ = jpeg_baseline(codec, results, images)
+                q_db, q_bytes, _, _ = jpeg_baseline(codec, results, images)
             ours = summary.bytes_total / summary.frames
             sweep.append({"roi_quality": q, "roi_psnr_db": float(np.mean(q_db)), "bytes_per_frame": ours,
                           "jpeg_bytes_per_frame": float(np.mean(q_bytes)),

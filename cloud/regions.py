@@ -26,7 +26,6 @@ from .selector import Encrypted, Output, RegionRequest, Selection
 from .storage import GroupGone, GroupRef, Storage, StoredGroup
 
 
-
 def _where(ref: GroupRef) -> str:
     return f"{ref.stream_id}/{ref.frame_index} group {ref.meta.group_id}"
 

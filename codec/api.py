@@ -22,7 +22,7 @@ from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, check_crc,
 from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
 from .gain import dequantize_quality, quantize_quality
-from .geometry import BLOCK, BBox, bbox_blocks, block_grid_shape, pad_image, upsample_blocks
+from .geometry import BBox, bbox_blocks, block_grid_shape, frame_blocks, pad_image, upsample_blocks
 from .runtime import Backend
 from .weights import CodecWeights, load_weights
 
@@ -122,7 +122,7 @@ class Codec:
             ids = [i for i in ids if i in wanted]
         # a group made only of padding blocks (a background when objects cover the whole frame) has
         # no pixel to code: it is left out, as its record could not name a box inside the frame
-        in_frame = set(np.unique(group_map[: -(-height // BLOCK), : -(-width // BLOCK)]).tolist())
+        in_frame = set(np.unique(group_map[frame_blocks(height, width)]).tolist())
         ids = [i for i in ids if i in in_frame]
         h.group_ids.extend(ids)
         for gid in ids:

@@ -73,6 +73,11 @@ def block_grid_shape(height: int, width: int) -> tuple[int, int]:
     return ph // BLOCK, pw // BLOCK
 
 
+def frame_blocks(height: int, width: int) -> tuple[slice, slice]:
+    """The rows and columns of the block grid that hold pixels of the frame (the rest is padding)."""
+    return slice(0, -(-height // BLOCK)), slice(0, -(-width // BLOCK))
+
+
 @dataclass(frozen=True)
 class BBox:
     """A pixel rectangle of the frame."""

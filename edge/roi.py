@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codec.bitstream import COMPOSITE_BACKGROUND_LAYERS
-from codec.geometry import BLOCK, block_grid_shape, padded_size
+from codec.geometry import BLOCK, block_grid_shape, frame_blocks, padded_size
 from codec.scaling import scale_log2
 
 from .detector import COCO_CLASSES, FACE_LABEL, Detection
@@ -432,7 +432,7 @@ class BackgroundFill:
         if not self._layers or 0 not in plan.groups:
             return None
         inside = np.zeros(plan.group_map.shape, bool)
-        inside[: -(-height // BLOCK), : -(-width // BLOCK)] = True
+        inside[frame_blocks(height, width)] = True
         holes = (plan.group_map == 0) & inside & ~np.logical_or.reduce(list(self._layers))
         return holes if holes.any() else None
 

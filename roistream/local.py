@@ -37,8 +37,8 @@ class Delivery:
 
 
 def stream_source(server, codec, detector, policy, source, *, stream: str, spool_path: Path, bg_interval: int,
-                  max_frames: int | None, bg_fill: bool = True, key=None, target_kbps: float | None = None, on_frame=None,
-                  status=None, flush_timeout_s: float = 120.0, pipelined: bool = True):
+                  max_frames: int | None, bg_fill: bool = True, key=None, target_kbps: float | None = None,
+                  on_frame=None, status=None, flush_timeout_s: float = 120.0, pipelined: bool = True):
     """Run the edge pipeline on `source` into `server` through a durable spool; wait for the acks.
 
     Returns (EdgeSummary, Delivery).
@@ -51,9 +51,9 @@ def stream_source(server, codec, detector, policy, source, *, stream: str, spool
     streamer = IngestStreamer(f"127.0.0.1:{server.port}", spool, tls=False).start()
     try:
         pipe = EdgePipeline(codec, policy, detector=detector, sink=SpoolSink(spool, streamer), stream_id=stream,
-                            bg_interval=bg_interval, bg_fill=bg_fill, streamer=streamer, keep_frames=on_frame is not None,
-                            on_frame=on_frame, key=key, target_kbps=target_kbps, status=status,
-                            pipelined=pipelined)
+                            bg_interval=bg_interval, bg_fill=bg_fill, streamer=streamer,
+                            keep_frames=on_frame is not None, on_frame=on_frame, key=key, target_kbps=target_kbps,
+                            status=status, pipelined=pipelined)
         start = time.perf_counter()
         summary = pipe.run(source, max_frames=max_frames)
         flushed = streamer.flush(flush_timeout_s)
