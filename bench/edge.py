@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                f"bg every {args.bg_interval}, 1/{args.bg_scale}"]
     md = f"""# Edge benchmark ({args.frames} frames of vtest.avi, 768x576, ROI "{args.roi}")
 
-Encoder {encoder}, detector {Path(detector.weights).name} (run as {Path(detector.runs).name}), ROI q={args.roi_quality}, background q={args.bg_quality}, margin {args.margin} px,
+Encoder {encoder}, detector {Path(detector.weights).name} (run as {Path(detector.runs).name}),
+ROI q={args.roi_quality}, background q={args.bg_quality}, margin {args.margin} px,
 {'pipelined (the next frame is detected while this one is encoded)' if not args.sequential else 'sequential'},
 cloud server on 127.0.0.1 (embedded storage) in the same process. Load average during the run:
 {load[0]:.1f} on {os.cpu_count()} cores (a codec training job may share the CPU).

@@ -53,7 +53,8 @@ def build_pipeline(args: argparse.Namespace):
     first = spool.next_index(args.stream) if args.first_index is None else args.first_index
     pipeline = EdgePipeline(codec, policy, detector=detector, face_detector=faces, sink=SpoolSink(spool, streamer),
                             stream_id=args.stream, bg_interval=args.bg_interval, bg_fill=not args.no_bg_fill,
-                            target_kbps=args.target_kbps, key=key, metrics=metrics, status=None if args.no_status else sys.stderr,
+                            target_kbps=args.target_kbps, key=key, metrics=metrics,
+                            status=None if args.no_status else sys.stderr,
                             first_index=first, streamer=streamer, encoder_name=encoder, pipelined=not args.sequential)
     return pipeline, source, spool, streamer, metrics
 
