@@ -111,8 +111,8 @@ def _export_graph_module(module, half: bool = False):
 
         def __init__(self, deconv: nn.ConvTranspose2d):
             super().__init__()
-            if (deconv.kernel_size, deconv.stride, deconv.padding, deconv.output_padding) != ((5, 5), (2, 2),
-                                                                                               (2, 2), (1, 1)):
+            shape = (deconv.kernel_size, deconv.stride, deconv.padding, deconv.output_padding)
+            if shape != ((5, 5), (2, 2), (2, 2), (1, 1)):
                 raise ValueError(f"no sub-pixel form for {deconv}")
             w = deconv.weight.detach().float()  # [in, out, 5, 5]
             kernel = torch.zeros(w.shape[1], 2, 2, w.shape[0], 3, 3)
@@ -139,7 +139,7 @@ def _export_graph_module(module, half: bool = False):
                         setattr(parent, name, SubpixelDeconv(child))
             if half:
                 for mod in self.graph.modules():
-                    if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+                    if isinstance(mod, nn.Conv2d):  # transposed ones are sub-pixel Conv2d by now
                         mod.half()
             self.eval().requires_grad_(False)
 
