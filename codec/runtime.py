@@ -76,9 +76,10 @@ class TorchBackend:
     as a GPU encoder would; decoding stays exact because symbols depend only on integers.
 
     Both transforms run channels-last through oneDNN: the analysis about 1.4x and the synthesis
-    about 2.3x faster on CPU than torch's native NCHW kernels. Decoded pixels do not depend on the
-    thread count (tests/test_codec.py decodes with 1 and with 2 threads): GDN's channel mixing,
-    whose oneDNN 1x1 convolution would round differently with each, is a matmul (codec.layers.GDN).
+    about 2x faster on CPU than torch's native NCHW kernels (Kodak synthesis 464 -> 222 ms in
+    bench/results/export.md). Decoded pixels do not depend on the thread count (tests/test_codec.py
+    decodes with 1 and with 2 threads): GDN's channel mixing, whose oneDNN 1x1 convolution would
+    round differently with each, is a matmul (codec.layers.GDN).
     """
 
     def __init__(self, transforms: TransformSet, dtype: torch.dtype = torch.float32, device: str = "cpu"):
