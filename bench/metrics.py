@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_msssim import ms_ssim as _ms_ssim
 from scipy.interpolate import PchipInterpolator
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """MS-SSIM of two HxWx3 uint8 images (data range 255)."""
+    from pytorch_msssim import ms_ssim as _ms_ssim  # here, so `roistream train` runs where it is not installed
+
     ta = torch.tensor(a).permute(2, 0, 1)[None].double()  # a copy: decoded images may be read-only
     tb = torch.tensor(b).permute(2, 0, 1)[None].double()
     return float(_ms_ssim(ta, tb, data_range=255.0))

@@ -127,6 +127,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack_data(args: argparse.Namespace) -> int:
+    from roistream import paths
+
+    from .data import MAX_SIDE
+    from .datapack import pack_training_data
+
+    summary = pack_training_data(args.output, args.photos or paths.photos_dir(), args.coco or paths.coco_dir(),
+                                 max_side=args.max_side or MAX_SIDE, jpeg_quality=args.jpeg_quality, max_mb=args.max_mb)
+    print(json.dumps({"pack": str(args.output), "photos": summary.photos, "coco_images": summary.coco_images,
+                      "jpeg_quality": summary.jpeg_quality, "mib": round(summary.bytes / 2**20, 1),
+                      "train_with": f"ROISTREAM_SHARED={args.output} roistream train ..."}))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode an image into a roistream frame")
     p.add_argument("image", type=Path)
@@ -180,3 +194,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photos", type=Path, help="folder of training photos (default ../shared/data/photos)")
     p.add_argument("--coco", type=Path, help="coco128-seg root with images/ and labels/ (default ../shared/data/coco128-seg)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("pack-data", help="compact copy of the training data, for a machine without ../shared "
+                                         "(train there with ROISTREAM_SHARED=OUTPUT)")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--max-side", type=int, help="shrink photos to this longer side (default: the training loader's, 1024)")
+    p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the photos (4:4:4; default %(default)s)")
+    p.add_argument("--max-mb", type=float, help="lower the JPEG quality in steps of 5 until the pack fits in this many MiB")
+    p.add_argument("--photos", type=Path, help="folder of training photos (default ../shared/data/photos)")
+    p.add_argument("--coco", type=Path, help="coco128-seg root (default ../shared/data/coco128-seg)")
+    p.set_defaults(func=_pack_data)

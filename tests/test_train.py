@@ -1,6 +1,7 @@
 """Training on real (tiny) data: it runs, checkpoints, resumes where it stopped, stops cleanly on
 SIGTERM without losing steps, and exports weights that code and decode a frame."""
 
+import json
 import os
 import shutil
 import signal
@@ -14,12 +15,13 @@ import pytest
 import torch
 
 from codec.api import Codec
-from codec.data import list_images
+from codec.data import list_images, load_rgb
 from codec.geometry import block_grid_shape
 from codec.train import TrainConfig, train
 from codec.model import ModelConfig
 from codec.weights import load_weights
 from roistream import paths
+from roistream.cli import main
 
 TINY = ModelConfig(n=16, m=24)
 pytestmark = pytest.mark.slow
@@ -131,3 +133,39 @@ def test_widened_transforms_code_as_before_then_train_and_resume_at_their_size(t
     assert codec.decode(frame.SerializeToString()).image.shape == small_image.shape
     with pytest.raises(ValueError, match="--init"):
         train(TrainConfig(out=tmp_path / "bad", widen=24))
+
+
+def test_packed_data_trains_where_only_the_training_dependencies_exist(tmp_path, tiny_data, capsys):
+    """`roistream pack-data` writes the shared layout (photos as JPEG, coco copied), steps its JPEG
+    quality down to fit a size budget, and `ROISTREAM_SHARED=PACK roistream train` trains on it in
+    a Python where the coding, crypto, detector and benchmark-metric packages cannot be imported
+    (as on a GPU machine that only has torch)."""
+    from codec.datapack import pack_training_data
+
+    photos, coco = tiny_data
+    full = pack_training_data(tmp_path / "full", photos, coco, max_side=256)
+    assert (full.photos, full.coco_images, full.jpeg_quality) == (2, 2, 90)
+    packed = sorted((tmp_path / "full" / "data" / "photos").iterdir())
+    assert [p.suffix for p in packed] == [".jpg", ".jpg"]
+    assert all(max(load_rgb(p).shape[:2]) == 256 for p in packed)
+    assert sorted(p.name for p in (tmp_path / "full" / "data" / "coco128-seg" / "labels" / "train2017").iterdir()) \
+        == sorted(p.name for p in (coco / "labels" / "train2017").iterdir())
+
+    budget_mb = (full.bytes - 1) / 2**20  # one byte short of quality 90: the pack must step down
+    assert main(["pack-data", "-o", str(tmp_path / "pack"), "--photos", str(photos), "--coco", str(coco),
+                 "--max-side", "256", "--max-mb", str(budget_mb)]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert small["jpeg_quality"] < 90 and small["photos"] == 2
+    assert sum(p.stat().st_size for p in (tmp_path / "pack").rglob("*") if p.is_file()) <= budget_mb * 2**20
+    with pytest.raises(ValueError, match="do not fit"):
+        pack_training_data(tmp_path / "none", photos, coco, max_side=256, max_mb=0.01)
+
+    blocked = ["constriction", "cryptography", "ultralytics", "pytorch_msssim"]
+    script = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from roistream.cli import main; "
+              f"sys.exit(main(['train', '--out', {str(tmp_path / 'run')!r}, '--steps', '2', '--batch', '2', "
+              f"'--crop', '64', '--no-compile']))")
+    env = {**os.environ, "ROISTREAM_SHARED": str(tmp_path / "pack")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=paths.REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert load_weights(tmp_path / "run" / "weights.npz").notes["steps"] == 2
