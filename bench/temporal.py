@@ -37,17 +37,11 @@ from .common import RESULTS, md_table, write_results
 MV_BYTES = 2  # one motion vector per skipped block, +-search fits a byte per component
 
 
-def _coder_roundtrip(codec, padded: np.ndarray, block_mask: np.ndarray, q_index: int, shape: tuple[int, int]):
-    """Code one group; (payload bytes, decoded RGB uint8 over the frame, the group's pixel mask)."""
-    payload, _ = codec.coder.encode(padded, block_mask, q_index)
-    out = codec.coder.decode(payload, block_mask, q_index)
-    rows, cols = out.crop.pixel_slices
-    h, w = shape
-    full = np.zeros((padded.shape[1], padded.shape[2], 3), np.uint8)
-    full[rows, cols] = np.rint(out.pixels.transpose(1, 2, 0) * 255).clip(0, 255).astype(np.uint8)
-    mask = np.zeros(padded.shape[1:], bool)
-    mask[rows, cols] = out.pixel_mask
-    return len(payload), full[:h, :w], mask[:h, :w]
+def _coder_roundtrip(codec, image: np.ndarray, block_mask: np.ndarray, quality: float):
+    """Code one group as the edge does; (payload bytes, decoded frame, the group's pixel mask)."""
+    frame = codec.encode(image, block_mask.astype(np.int32), quality, groups=[1])
+    decoded = codec.decode(frame)
+    return len(frame.groups[0].payload), decoded.image, decoded.mask
 
 
 def _best_copy(image: np.ndarray, reference: np.ndarray, y0: int, x0: int, search: int) -> tuple[float, np.ndarray]:
@@ -65,11 +59,10 @@ def _best_copy(image: np.ndarray, reference: np.ndarray, y0: int, x0: int, searc
     return float(sse.min()) / block.size, window[dy : dy + BLOCK, dx : dx + BLOCK].astype(np.uint8)
 
 
-def run_variant(codec, frames, plans, intra_coded, background, q_index: int, slack: float | None,
+def run_variant(codec, frames, plans, intra_coded, background, quality: float, slack: float | None,
                 search: int) -> dict:
     """Closed loop over the frames; slack None = intra only (today's coding). intra_coded[t][gid]
     is the intra round trip of that group (the same in every variant)."""
-    from codec.api import _to_rgb_float
     from codec.geometry import BLOCK
 
     h, w = frames[0].shape[:2]
@@ -77,7 +70,6 @@ def run_variant(codec, frames, plans, intra_coded, background, q_index: int, sla
     payload = skipped = blocks = 0
     db, jpeg = [], []
     for image, plan, coded_groups in zip(frames, plans, intra_coded):
-        padded = _to_rgb_float(image)
         recon = background.copy()
         roi = np.zeros((h, w), bool)
         for gid in plan.object_ids:
@@ -102,7 +94,7 @@ def run_variant(codec, frames, plans, intra_coded, background, q_index: int, sla
                 payload += MV_BYTES * int(skip.sum())
                 rest = group & ~skip
                 if rest.any():
-                    n, coded, mask = _coder_roundtrip(codec, padded, rest, q_index, (h, w))
+                    n, coded, mask = _coder_roundtrip(codec, image, rest, quality)
                     recon[mask] = coded[mask]
                     payload += n
             else:
@@ -129,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from codec.api import Codec, _to_rgb_float
-    from codec.gain import quantize_quality
+    from codec.api import Codec
     from edge.detector import Detector
     from edge.roi import RoiPolicy
     from edge.sources import open_source
@@ -146,11 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     # the cloud's background layer: the first frame's background as the edge sends it
     background = codec.decode(codec.encode(frames[0], plans[0].group_map, plans[0].qualities, groups=[0],
                                            scales=plans[0].scales)).image
-    q_index = quantize_quality(args.roi_quality)
-    intra_coded = [{gid: _coder_roundtrip(codec, _to_rgb_float(image), plan.group_map == gid, q_index, (h, w))
+    intra_coded = [{gid: _coder_roundtrip(codec, image, plan.group_map == gid, args.roi_quality)
                     for gid in plan.object_ids} for image, plan in zip(frames, plans)]
     slacks = [None] + [float(s) for s in args.slack.split(",") if s.strip()]
-    variants = [run_variant(codec, frames, plans, intra_coded, background, q_index, s, args.search) for s in slacks]
+    variants = [run_variant(codec, frames, plans, intra_coded, background, args.roi_quality, s, args.search) for s in slacks]
 
     edge = json.loads((RESULTS / "edge.json").read_text())["runs"]["refresh_scaled"]
     other = (edge["bytes_per_class"]["(headers)"] + edge["bytes_per_class"]["background"]) / edge["frames"]
