@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 
 from .common import md_table, psnr, write_results
 

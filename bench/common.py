@@ -28,11 +28,11 @@ def machine() -> dict:
 
 
 def shipped_weights_id() -> str:
-    """Id of weights/roistream-codec.npz, which every benchmark's codec loads by default."""
-    from codec.weights import load_weights
-    from roistream import paths
+    """Id of the shipped weights (codec/assets/roistream-codec.npz), which every benchmark's codec
+    loads by default."""
+    from codec.weights import load_codec_weights
 
-    return load_weights(paths.DEFAULT_WEIGHTS).weights_id
+    return load_codec_weights().weights_id
 
 
 def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:

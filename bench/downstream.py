@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 
 from .baselines import encode_decode
 from .common import md_table, run_module, save_figure, subplots, write_results

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 from roistream.local import jpeg_at_psnr, roi_psnr
 
 from .common import md_table, psnr, save_figure, subplots, write_results
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from edge.backends import make_codec
+    from codec.runtime import make_codec
     from edge.detector import Detector
     from edge.sources import open_source
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 
 from .common import md_table, psnr, write_results
 
@@ -40,14 +40,15 @@ def run(n_images: int, threads: int, quality: float, repeats: int, models: Path 
     from codec.data import load_rgb
     from codec.gain import quantize_quality
     from codec.geometry import block_grid_shape, pad_image
-    from export.onnx import ensure_exported, load_codec_weights
-    from export.ort_backend import OnnxRuntimeBackend
+    from codec.runtime import load
+    from codec.weights import load_codec_weights
+    from export.onnx import ensure_exported
 
     torch.set_num_threads(threads)
     w = load_codec_weights(None)
     folder = models or ensure_exported(w)
     reference = Codec(w)
-    onnx_be = OnnxRuntimeBackend(folder, ["cpu"], weights_id=w.weights_id, threads=threads)
+    onnx_be = load("onnxruntime", w, folder, providers=["cpu"], threads=threads)
     onnx_codec = Codec(w, backend=onnx_be)
     torch_be = reference.coder.backend
     q = quantize_quality(quality)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import gammaincc, gammaln
 from scipy.stats import norm
 
-from roistream import paths
+from codec import paths
 
 from .common import md_table, run_module, write_results
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
 
@@ -45,16 +45,15 @@ def _frames(n_images: int, height: int, width: int) -> list[np.ndarray]:
 def _backends(w, folder: Path, build: bool) -> tuple[dict, dict]:
     """{name: backend} and {name: reason it is missing}."""
     import onnxruntime as ort
-    import torch
 
-    from codec.runtime import TorchBackend, TransformSet
-    from export.ort_backend import OnnxRuntimeBackend
-    from export.tensorrt import FrameProfile, TensorRTBackend, build_engines, tensorrt_status
+    from codec.runtime import load
+    from codec.runtime.models import FrameProfile
+    from codec.runtime.tensorrt_backend import tensorrt_status
+    from export.tensorrt import build_engines
 
     ready, missing = {}, {}
-    ts = TransformSet(w)
-    ready["torch-cuda-fp32"] = TorchBackend(ts, torch.float32, "cuda")
-    ready["torch-cuda-fp16"] = TorchBackend(ts, torch.float16, "cuda")
+    ready["torch-cuda-fp32"] = load("torch", w, folder, device="cuda")
+    ready["torch-cuda-fp16"] = load("torch", w, folder, precision="fp16", device="cuda")
     available = ort.get_available_providers()
     for name, provider, precision in (("ort-cuda-fp32", "CUDAExecutionProvider", "fp32"),
                                       ("ort-tensorrt-fp16", "TensorrtExecutionProvider", "fp16")):
@@ -63,8 +62,8 @@ def _backends(w, folder: Path, build: bool) -> tuple[dict, dict]:
             continue
         try:
             profile = FrameProfile(min=(64, 64), opt=(768, 1280), max=(1088, 1920))
-            ready[name] = OnnxRuntimeBackend(folder, [provider], weights_id=w.weights_id, precision=precision,
-                                             strict=True, profile=profile)
+            ready[name] = load("onnxruntime", w, folder, precision=precision, providers=[provider], strict=True,
+                               profile=profile)
         except Exception as exc:
             missing[name] = f"{provider} did not start: {exc}"
     ok, reason = tensorrt_status()
@@ -76,7 +75,7 @@ def _backends(w, folder: Path, build: bool) -> tuple[dict, dict]:
             print("building TensorRT engines (min 64x64, opt 768x1280, max 1088x1920) ...", flush=True)
             build_engines(folder, weights=w, verify=False)
         for precision in ("fp16", "fp32"):
-            ready[f"tensorrt-{precision}"] = TensorRTBackend(folder, precision, weights_id=w.weights_id)
+            ready[f"tensorrt-{precision}"] = load("tensorrt", w, folder, precision=precision)
     except Exception as exc:
         missing["tensorrt-fp16"] = missing.get("tensorrt-fp16") or f"engine build/load failed: {exc}"
     return ready, missing
@@ -99,7 +98,8 @@ def run(n_frames: int, n_images: int, models: Path | None, build: bool) -> dict 
     from codec.api import Codec
     from codec.gain import quantize_quality
     from codec.geometry import block_grid_shape, pad_image
-    from export.onnx import ensure_exported, load_codec_weights
+    from codec.weights import load_codec_weights
+    from export.onnx import ensure_exported
 
     w = load_codec_weights(None)
     folder = models or ensure_exported(w)

@@ -33,7 +33,7 @@ import numpy as np
 
 from codec.bitstream import record_crc
 from proto import bitstream_pb2
-from roistream import paths
+from codec import paths
 
 from .common import RESULTS, md_table, write_results
 
@@ -103,7 +103,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "roistream.cli", "cloud", "serve", "--data", str(data), "--host", "127.0.0.1",
              "--port", "0", "--decode-threads", "1", "--log-level", "info"],
-            stderr=subprocess.PIPE, text=True, cwd=paths.REPO_ROOT)
+            stderr=subprocess.PIPE, text=True, cwd=paths.SOURCE_ROOT)
         for line in self.proc.stderr:
             self.log.write(line)
             entry = json.loads(line) if line.startswith("{") else {}

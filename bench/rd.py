@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 
 from .baselines import QUALITIES, encode_decode
 from .common import md_table, psnr, run_module, save_figure, subplots, write_results

@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 
 from .baselines import at_bpp
 from .common import md_table, psnr, run_module, save_figure, subplots, write_results

@@ -29,7 +29,7 @@ import json
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 from roistream.local import jpeg_at_psnr, psnr_over
 
 from .common import RESULTS, md_table, write_results

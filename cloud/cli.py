@@ -11,6 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
+from codec.runtime.registry import RUNTIME_NAMES
+
 UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -157,9 +159,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-workers", type=int, default=64, help="concurrent RPCs")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight RPCs get at shutdown")
     p.add_argument("--decode-threads", type=int, help="torch threads for decoding (default: torch's choice)")
-    p.add_argument("--decoder", choices=("torch", "onnxruntime"), default="torch",
-                   help="runtime of the synthesis transform (onnxruntime: ~1.8x faster on CPU; the ONNX graphs "
-                        "are exported into the cache on first use)")
+    p.add_argument("--decoder", choices=RUNTIME_NAMES, default="torch",
+                   help="runtime of the synthesis transform (onnxruntime: the ONNX graphs are exported into the "
+                        "cache on first use; tensorrt: engines of `roistream export tensorrt`)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_serve)
 

@@ -56,18 +56,19 @@ class ServerConfig:
 
 
 def load_decoder(decoder: str, weights: Path | None = None) -> Codec:
-    """The codec that decodes regions: torch (reference) or onnxruntime (the graphs of
-    `roistream export onnx`, exported into the cache when missing). Both decode every stream; their
-    pixels may differ in the last bit, each is thread-count invariant."""
-    if decoder == "torch":
-        return Codec.load(weights)
-    if decoder != "onnxruntime":
-        raise ValueError(f"unknown decoder {decoder!r} (torch or onnxruntime)")
-    from export.backends import make_codec
-    from export.onnx import ensure_exported, load_codec_weights
+    """The codec that decodes regions, on any runtime of `codec.runtime` (torch is the reference;
+    onnxruntime's graphs are exported into the cache first when missing). Every runtime decodes
+    every stream; pixels may differ in the last bit between runtimes, each is thread-count invariant."""
+    from codec.runtime import make_codec
+    from codec.weights import load_codec_weights
 
     codec_weights = load_codec_weights(weights)
-    codec, name = make_codec("onnxruntime", codec_weights, ensure_exported(codec_weights))
+    models_dir = None
+    if decoder == "onnxruntime":
+        from export.onnx import ensure_exported
+
+        models_dir = ensure_exported(codec_weights)
+    codec, name = make_codec(decoder, codec_weights, models_dir)
     log.info("decoding with %s", name)
     return codec
 

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from roistream import paths
-
 from . import crypto, scaling
 from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, check_crc, check_header, parse_frame,
                         record_binding, record_block_mask, record_crc, set_block_mask)
@@ -23,8 +21,8 @@ from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
 from .gain import dequantize_quality, quantize_quality
 from .geometry import BBox, bbox_blocks, block_grid_shape, frame_blocks, pad_image, upsample_blocks
-from .runtime import Backend
-from .weights import CodecWeights, load_weights
+from .runtime.backend import Backend
+from .weights import CodecWeights, load_codec_weights
 
 
 @dataclass
@@ -78,8 +76,8 @@ class Codec:
 
     @classmethod
     def load(cls, path: Path | str | None = None, backend: Backend | None = None) -> "Codec":
-        """Load a weights file (default: the weights shipped in the repository)."""
-        return cls(load_weights(Path(path) if path else paths.DEFAULT_WEIGHTS), backend)
+        """Load a weights file (default: the weights shipped with the package)."""
+        return cls(load_codec_weights(path), backend)
 
     @property
     def weights_id(self) -> str:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+# image -> (block group map, labels per group id, scores per group id)
+DetectGroups = Callable[[np.ndarray, str], tuple[np.ndarray, dict[int, str], dict[int, float]]]
 
 
 def _parse_ids(text: str | None) -> list[int] | None:
@@ -39,13 +43,12 @@ def _encode(args: argparse.Namespace) -> int:
 
     image = load_rgb(args.image)
     h, w = image.shape[:2]
-    if args.groups and args.detect:
+    detect = getattr(args, "detect", None)
+    if args.groups and detect:
         raise ValueError("use either --groups or --detect")
     scores: dict[int, float] = {}
-    if args.detect:
-        from edge.roi import group_map_for_image
-
-        group_map, labels, scores = group_map_for_image(image, args.detect)
+    if detect:
+        group_map, labels, scores = args.detect_groups(image, detect)
     else:
         group_map = _read_group_map(args.groups, h, w) if args.groups else np.zeros(block_grid_shape(h, w), np.int32)
         labels = {int(i): ("background" if i == 0 else f"region{i}") for i in np.unique(group_map)}
@@ -128,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _pack_data(args: argparse.Namespace) -> int:
-    from roistream import paths
+    from . import paths
 
     from .data import MAX_SIDE
     from .datapack import pack_training_data
@@ -141,7 +144,9 @@ def _pack_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, detect_groups: DetectGroups | None = None) -> None:
+    """The codec's subcommands. `detect_groups` (given by the combined CLI, which may import the
+    edge's detector; the codec may not) adds `encode --detect WORDS`."""
     p = sub.add_parser("encode", help="encode an image into a roistream frame")
     p.add_argument("image", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
@@ -150,11 +155,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="code the background at 1/N resolution (docs/bitstream.md)")
     p.add_argument("--roi-quality", type=float, default=0.8, help="quality of the groups in --groups")
     p.add_argument("--groups", type=Path, help="integer label image (0 = background), one group per label")
-    p.add_argument("--detect", metavar="WORDS", help='detect these classes as groups, e.g. "people, dogs"')
+    if detect_groups is not None:
+        p.add_argument("--detect", metavar="WORDS", help='detect these classes as groups, e.g. "people, dogs"')
     p.add_argument("--encrypt", help="labels or group ids to encrypt (comma separated; 'roi' = every object group)")
     p.add_argument("--key", type=Path, help="key file (roistream keygen)")
     p.add_argument("--weights", type=Path, help="codec weights file (default: shipped weights)")
-    p.set_defaults(func=_encode)
+    p.set_defaults(func=_encode, detect_groups=detect_groups)
 
     p = sub.add_parser("decode", help="decode a roistream frame (all groups, or the selected ones)")
     p.add_argument("input", type=Path)

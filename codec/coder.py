@@ -16,7 +16,9 @@ from . import entropy
 from .errors import CorruptStreamError
 from .geometry import Crop, group_crop, hyper_mask, upsample_blocks
 from .intnet import OUT_FRAC, run_float64
-from .runtime import Backend, TorchBackend, TransformSet
+from .runtime.backend import Backend
+from .runtime.torch_backend import TorchBackend
+from .runtime.transforms import TransformSet
 from .weights import CodecWeights
 
 

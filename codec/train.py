@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from roistream import paths
-
+from . import paths
 from .data import GroupSampler, list_images, load_coco, load_rgb, MAX_SIDE
 from .gain import interpolate_lambda
 from .geometry import BLOCK

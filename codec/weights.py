@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import ggm
+from . import ggm, paths
 from .intnet import IntLayer, OUT_FRAC, check_exact_bounds
 from .model import ModelConfig, RoiCodecModel
 
@@ -179,6 +179,13 @@ def load_weights(path: Path) -> CodecWeights:
         min_sigma_index=arrays["cells/min_sigma_index"], sigma_levels=arrays["cells/sigma_levels"],
         beta_levels=arrays["cells/beta_levels"], weights_id=_weights_id(arrays), notes=meta.get("notes", {}),
     )
+
+
+def load_codec_weights(weights: CodecWeights | Path | str | None = None) -> CodecWeights:
+    """Loaded weights as they are, a weights file, or None: the weights shipped with the package."""
+    if isinstance(weights, CodecWeights):
+        return weights
+    return load_weights(Path(weights) if weights else paths.DEFAULT_WEIGHTS)
 
 
 def model_from_weights(weights: CodecWeights) -> RoiCodecModel:

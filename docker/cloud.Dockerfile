@@ -34,7 +34,7 @@ COPY export/ export/
 COPY bench/ bench/
 COPY weights/ weights/
 
-# editable install: the package finds its weights beside the sources (roistream.paths)
+# editable install: the package finds its weights beside the sources (codec.paths)
 RUN python -m venv /opt/venv && pip install -e . && roistream --help > /dev/null
 
 RUN useradd --uid ${ROISTREAM_UID} --create-home --shell /usr/sbin/nologin roistream \

@@ -35,7 +35,7 @@ COPY export/ export/
 COPY bench/ bench/
 COPY weights/ weights/
 
-# editable install: the package finds its weights beside the sources (roistream.paths)
+# editable install: the package finds its weights beside the sources (codec.paths)
 # the gpu extra brings onnxruntime-gpu next to the CPU onnxruntime of the base dependencies; both
 # own the `onnxruntime` module, so the CPU one is removed and the GPU one reinstalled over it.
 RUN python3 -m venv /opt/venv \

@@ -8,9 +8,11 @@ import os
 import sys
 from pathlib import Path
 
+from codec.runtime.registry import RUNTIME_NAMES
+
 
 def _default_spool(stream_id: str) -> Path:
-    from roistream import paths
+    from codec import paths
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream_id)
     return paths.cache_dir() / "edge" / f"{safe}.spool"
@@ -19,8 +21,8 @@ def _default_spool(stream_id: str) -> Path:
 def build_pipeline(args: argparse.Namespace):
     """(pipeline, source, spool, streamer, metrics) from parsed `edge run` arguments."""
     from codec.crypto import EncryptionKey
+    from codec.runtime import make_codec
 
-    from .backends import make_codec
     from .detector import FACE_LABEL, Detector, FaceDetector
     from .pipeline import EdgeMetrics, EdgePipeline, SpoolSink
     from .roi import RoiPolicy
@@ -41,7 +43,7 @@ def build_pipeline(args: argparse.Namespace):
     if args.faces and policy.classes is not None and FACE_LABEL not in policy.classes:
         policy.classes.append(FACE_LABEL)
     key = EncryptionKey.load(args.key) if args.key else None
-    codec, encoder = make_codec(args.backend, args.weights, onnx_dir=args.models_dir, precision=args.precision)
+    codec, encoder = make_codec(args.backend, args.weights, args.models_dir, precision=args.precision)
     spool = Spool(args.spool or _default_spool(args.stream), max_bytes=int(args.spool_max_mb * 2**20),
                   max_age_s=args.spool_max_age_h * 3600)
     streamer = None
@@ -60,13 +62,14 @@ def build_pipeline(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .backends import RuntimeUnavailable
+    from codec.runtime import RuntimeUnavailable
+
     from .detector import DetectorError
     from .sources import SourceError
 
     try:
         pipeline, source, spool, streamer, metrics = build_pipeline(args)
-    except (SourceError, DetectorError, *RuntimeUnavailable) as exc:
+    except (SourceError, DetectorError, RuntimeUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.metrics_port is not None:
@@ -146,11 +149,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--imgsz", type=int, help="detector input size (default: the model's)")
     g = p.add_argument_group("encoder")
     g.add_argument("--target-kbps", type=float, help="hold this bitrate by adapting qualities frame by frame")
-    g.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
+    g.add_argument("--backend", choices=RUNTIME_NAMES, default="torch",
                    help="encoder runtime (onnxruntime / tensorrt need `roistream export onnx` / `export tensorrt`)")
     g.add_argument("--precision", choices=("fp32", "fp16"), help="encoder precision (default: the runtime's)")
     g.add_argument("--models", "--models-dir", "--onnx-dir", dest="models_dir", type=Path,
-                   help="exported models (default: where roistream export writes them)")
+                   help="exported models (default: $ROISTREAM_MODELS, else where roistream export writes)")
     g.add_argument("--weights", type=Path, help="codec weights (default: shipped weights)")
     g.add_argument("--sequential", action="store_true",
                    help="detect and encode one after the other (default: detect the next frame while this one "

@@ -40,13 +40,15 @@ def _onnx(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .onnx import default_models_dir, load_codec_weights
+    from codec import paths
+    from codec.weights import load_codec_weights
+
     from .verify import ExportVerificationError, verify_models
 
     _threads(args.threads)
     w = load_codec_weights(args.weights)
     try:
-        report = verify_models(args.models or default_models_dir(w.weights_id), w, n_images=args.images,
+        report = verify_models(args.models or paths.models_dir(w.weights_id), w, n_images=args.images,
                                precisions=tuple(args.precision.split(",")), providers=tuple(args.providers.split(",")))
     except ExportVerificationError as exc:
         return _fail(exc)
@@ -55,21 +57,25 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _tensorrt(args: argparse.Namespace) -> int:
-    from .onnx import default_models_dir, load_codec_weights
-    from .tensorrt import FrameProfile, TensorRTUnavailable, build_engines, parse_size
+    from codec import paths
+    from codec.runtime import RuntimeUnavailable
+    from codec.runtime.models import FrameProfile
+    from codec.weights import load_codec_weights
+
+    from .tensorrt import build_engines, parse_size
     from .verify import ExportVerificationError
 
     profile = FrameProfile(parse_size(args.min), parse_size(args.opt), parse_size(args.max),
                            (1, args.opt_batch or 1, args.max_batch))
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     w = load_codec_weights(args.weights)
-    models = args.models or default_models_dir(w.weights_id)
+    models = args.models or paths.models_dir(w.weights_id)
     try:
         report = build_engines(models, args.out, weights=w, precisions=precisions, profile=profile,
                                workspace_gb=args.workspace_gb, verify=not args.no_verify,
                                verify_images=args.verify_images)
-    except (TensorRTUnavailable, ExportVerificationError) as exc:
-        return _fail(exc, 2 if isinstance(exc, TensorRTUnavailable) else 1)
+    except (RuntimeUnavailable, ExportVerificationError) as exc:
+        return _fail(exc, 2 if isinstance(exc, RuntimeUnavailable) else 1)
     for v in report.get("verification", {}).values():
         v.pop("images", None)
     print(json.dumps(report, indent=2))
@@ -77,13 +83,14 @@ def _tensorrt(args: argparse.Namespace) -> int:
 
 
 def _detector(args: argparse.Namespace) -> int:
+    from codec.runtime import RuntimeUnavailable
+
     from .detector import export_detector
-    from .tensorrt import TensorRTUnavailable
 
     try:
         path = export_detector(args.model, args.format, half=args.half, imgsz=args.imgsz, out_dir=args.out,
                                device=args.device, dynamic=args.dynamic)
-    except TensorRTUnavailable as exc:
+    except RuntimeUnavailable as exc:
         return _fail(exc, 2)
     print(json.dumps({"model": str(args.model), "format": args.format, "exported": str(path)}))
     return 0
@@ -94,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     esub = export.add_subparsers(dest="export_command", required=True)
 
     p = esub.add_parser("onnx", help="export analysis/synthesis to ONNX, verified against torch on Kodak")
-    p.add_argument("--out", type=Path, help="output folder (default: .cache/export/WEIGHTS_ID)")
+    p.add_argument("--out", type=Path, help="output folder (default: $ROISTREAM_MODELS or .cache/export/ID)")
     p.add_argument("--weights", type=Path, help="codec weights (default: shipped weights)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; default 17)")
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 graphs (needed for fp16 TensorRT engines)")
@@ -105,7 +112,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_onnx)
 
     p = esub.add_parser("verify", help="check exported ONNX models against torch (parity + exact decoding)")
-    p.add_argument("--models", type=Path, help="folder of exported models (default: .cache/export/WEIGHTS_ID)")
+    p.add_argument("--models", type=Path,
+                   help="folder of exported models (default: $ROISTREAM_MODELS or .cache/export/ID)")
     p.add_argument("--weights", type=Path)
     p.add_argument("--images", type=int, default=2, help="Kodak images (default 2)")
     p.add_argument("--precision", default="fp32,fp16")
@@ -114,7 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_verify)
 
     p = esub.add_parser("tensorrt", help="build TensorRT engines from the exported ONNX (needs an NVIDIA GPU)")
-    p.add_argument("--models", type=Path, help="folder of `export onnx` (default: .cache/export/WEIGHTS_ID)")
+    p.add_argument("--models", type=Path,
+                   help="folder of `export onnx` (default: $ROISTREAM_MODELS or .cache/export/ID)")
     p.add_argument("--out", type=Path, help="engine folder (default: the models folder)")
     p.add_argument("--weights", type=Path)
     p.add_argument("--precision", default="fp16,fp32", help="fp16 and/or fp32, comma separated (default both)")

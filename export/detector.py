@@ -1,13 +1,6 @@
-"""`roistream export detector`: ultralytics' exporter for the edge's YOLO-seg detector, and the
-float copy of dynamically quantized ONNX detectors.
+"""`roistream export detector`: ultralytics' exporter for the edge's YOLO-seg detector.
 
     roistream export detector --model yolo11n-seg.pt --format onnx|engine [--half] [--imgsz N]
-
-Dynamic int8 ONNX models (onnxruntime's `quantize_dynamic`: DynamicQuantizeLinear + ConvInteger)
-run slowly on onnxruntime's CPU kernels: 170 ms for YOLOv8n-seg at 320x320 on 2 cores, against
-27 ms for the same network with its int8 weights expanded to float32 (`dequantize_dynamic_int8`,
-cached by `float_copy`). The float copy computes the int8 weights exactly and skips only the
-activation rounding, so its detections are the int8 model's up to that rounding.
 
 ultralytics exports from a PyTorch checkpoint (.pt); `--format engine` needs TensorRT and a CUDA
 device (ultralytics builds the engine through an ONNX file). Everything runs offline: ultralytics'
@@ -17,12 +10,12 @@ name that is not a file is refused here rather than fetched.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 from pathlib import Path
 
-from roistream import paths
+from codec.runtime.backend import RuntimeUnavailable
+from codec.runtime.tensorrt_backend import tensorrt_status
+from edge.detector.environment import prepare_ultralytics_env
 
 FORMATS = ("onnx", "engine")
 
@@ -42,21 +35,15 @@ def check_detector_args(model: Path | str, fmt: str, imgsz: int | None = None) -
                          f"checkpoint (an exported .onnx/.engine cannot be exported again; the edge runs .onnx and "
                          f".engine detectors directly with --detector)")
     if fmt == "engine":
-        from .tensorrt import tensorrt_status
-
         ok, reason = tensorrt_status()
         if not ok:
-            from .tensorrt import TensorRTUnavailable
-
-            raise TensorRTUnavailable(f"--format engine needs TensorRT on an NVIDIA GPU: {reason}")
+            raise RuntimeUnavailable(f"--format engine needs TensorRT on an NVIDIA GPU: {reason}")
     return path
 
 
 def export_detector(model: Path | str, fmt: str = "onnx", *, half: bool = False, imgsz: int | None = None,
                     out_dir: Path | str | None = None, device: str | None = None, dynamic: bool = False) -> Path:
     """Export a YOLO(-seg) checkpoint with ultralytics; returns the exported file (moved to out_dir if given)."""
-    from edge.detector import prepare_ultralytics_env
-
     path = check_detector_args(model, fmt, imgsz)
     prepare_ultralytics_env()
     from ultralytics import YOLO
@@ -82,82 +69,3 @@ def export_detector(model: Path | str, fmt: str = "onnx", *, half: bool = False,
             shutil.move(str(exported), dest)
         exported = dest
     return exported
-
-
-def is_dynamic_int8(path: Path | str) -> bool:
-    """Whether an ONNX file holds ConvInteger nodes (onnxruntime dynamic quantization)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return any(node.op_type == "ConvInteger" for node in model.graph.node)
-
-
-def dequantize_dynamic_int8(src: Path | str, dst: Path | str) -> Path:
-    """Rewrite every DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul(scale) chain of a dynamically
-    quantized model as one float Conv whose weights are the int8 weights times their scale; metadata
-    (ultralytics' class names, stride, task) is kept. Raises ValueError on any other pattern."""
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(src))
-    graph = model.graph
-    arrays = {t.name: t for t in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def only(nodes: list, op: str, where: str):
-        if len(nodes) != 1 or nodes[0].op_type != op:
-            raise ValueError(f"{src}: {where} is not followed by a single {op}; not a dynamic int8 Conv pattern")
-        return nodes[0]
-
-    replaced, new_arrays = set(), []
-    for conv_int in [n for n in graph.node if n.op_type == "ConvInteger"]:
-        x_q, w_q, _, w_zero = conv_int.input
-        quantize = producer.get(x_q)
-        if quantize is None or quantize.op_type != "DynamicQuantizeLinear":
-            raise ValueError(f"{src}: {conv_int.name} does not read a DynamicQuantizeLinear output")
-        cast = only(consumers.get(conv_int.output[0], []), "Cast", conv_int.name)
-        rescale = only(consumers.get(cast.output[0], []), "Mul", cast.name)
-        scales = producer.get(next(i for i in rescale.input if i != cast.output[0]))
-        w_scale = [i for i in (scales.input if scales is not None and scales.op_type == "Mul" else []) if i in arrays]
-        if len(w_scale) != 1:
-            raise ValueError(f"{src}: cannot find the weight scale of {conv_int.name}")
-        weight = numpy_helper.to_array(arrays[w_q]).astype(np.float32) - numpy_helper.to_array(arrays[w_zero]).astype(np.float32)
-        scale = numpy_helper.to_array(arrays[w_scale[0]]).astype(np.float32)
-        weight *= scale.reshape(-1, 1, 1, 1) if scale.ndim else scale
-        new_arrays.append(numpy_helper.from_array(weight, w_q + "_float"))
-        attrs = {a.name: helper.get_attribute_value(a) for a in conv_int.attribute}
-        graph.node.insert(list(graph.node).index(conv_int),
-                          helper.make_node("Conv", [quantize.input[0], w_q + "_float"], [rescale.output[0]],
-                                           name=conv_int.name + "_float", **attrs))
-        replaced |= {id(conv_int), id(cast), id(rescale), id(scales)}
-    if not replaced:
-        raise ValueError(f"{src} has no ConvInteger nodes: nothing to dequantize")
-    kept = [n for n in graph.node if id(n) not in replaced]
-    read = {i for n in kept for i in n.input} | {o.name for o in graph.output}
-    kept = [n for n in kept if not (n.op_type == "DynamicQuantizeLinear" and not any(o in read for o in n.output))]
-    del graph.node[:]
-    graph.node.extend(kept)
-    read = {i for n in kept for i in n.input}
-    initializers = [t for t in list(graph.initializer) + new_arrays if t.name in read]
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
-    onnx.checker.check_model(model)
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")  # concurrent first uses each write their own
-    onnx.save(model, str(tmp))
-    tmp.replace(dst)
-    return dst
-
-
-def float_copy(src: Path | str) -> Path:
-    """The cached float copy of a dynamic int8 ONNX detector (made on first use, keyed by its hash)."""
-    src = Path(src)
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    dst = paths.cache_dir() / "detectors" / f"{src.stem}.float-{digest}.onnx"
-    return dst if dst.is_file() else dequantize_dynamic_int8(src, dst)

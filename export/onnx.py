@@ -1,6 +1,6 @@
 """`roistream export onnx`: the codec's float networks as ONNX graphs.
 
-Two graphs per precision, exactly the modules of `codec.runtime`:
+Two graphs per precision, exactly the modules of `codec.runtime.transforms`:
 
 * `analysis.onnx`: (x [B,3,H,W], cell_mask [B,1,H/16,W/16], gain [B,M]) -> (y, z): g_a with its
   gain and the group's cell mask, then the hyper-analysis h_a.
@@ -13,7 +13,8 @@ flag any more) and what onnxruntime-gpu runs in half precision. The integer hype
 exported: it stays in numpy (`codec.intnet`), which is what keeps streams decodable everywhere.
 
 Each file carries metadata (`roistream.*` keys): the weights id it was made from, the roistream
-version, graph, precision and opset; runtimes refuse models whose weights id does not match.
+version, graph, precision and opset; runtimes refuse models whose weights id does not match. The
+names of graphs, inputs and files are the runtimes' contract (`codec.runtime.models`).
 """
 
 from __future__ import annotations
@@ -29,23 +30,14 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from codec import paths
+from codec.runtime.models import GRAPHS, INPUTS, META_PREFIX, OUTPUTS, PRECISIONS, SIZE_MULTIPLE, model_filename
+from codec.runtime.transforms import TransformSet
+from codec.weights import load_codec_weights
 
-from roistream import paths
-
-GRAPHS = ("analysis", "synthesis")
-PRECISIONS = ("fp32", "fp16")
 DEFAULT_OPSET = 17
-SIZE_MULTIPLE = 64
-INPUTS = {"analysis": ("x", "cell_mask", "gain"), "synthesis": ("y_hat", "inverse_gain")}
-OUTPUTS = {"analysis": ("y", "z"), "synthesis": ("image",)}
-META_PREFIX = "roistream."
 MANIFEST = "manifest.json"
 GRAPH_FORMAT = 3  # bumped when the exported graphs change shape (2: GDN as a 1x1 convolution, 3: sub-pixel g_s)
-
-
-class ModelMismatchError(ValueError):
-    """An exported model does not belong to the loaded weights (or is not a roistream export)."""
 
 
 def roistream_version() -> str:
@@ -55,17 +47,6 @@ def roistream_version() -> str:
         return version("roistream")
     except Exception:  # running from a checkout that is not installed
         return "0+unknown"
-
-
-def default_models_dir(weights_id: str) -> Path:
-    """Where exported models of a weights file live (the edge's `onnx_model_dir` is the same folder)."""
-    return paths.cache_dir() / "export" / weights_id[:16]
-
-
-def model_filename(graph: str, precision: str = "fp32", suffix: str = ".onnx") -> str:
-    if graph not in GRAPHS or precision not in PRECISIONS:
-        raise ValueError(f"unknown graph/precision {graph}/{precision}")
-    return f"{graph}{'' if precision == 'fp32' else '_' + precision}{suffix}"
 
 
 def _dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
@@ -79,10 +60,10 @@ def _dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
 
 def _export_graph_module(module, half: bool = False):
     """A copy of a codec graph shaped for ONNX: GDN's channel mixing as a 1x1 convolution (ONNX
-    runtimes fuse it into their blocked convolution layouts: about 15% faster analysis on CPU than
-    a MatMul, which forces layout conversions), g_s's stride-2 transposed convolutions as sub-pixel
-    convolutions (`SubpixelDeconv`), and with `half` convolutions in float16 between float32
-    inputs and outputs (GDN normalisation kept in float32)."""
+    runtimes fuse it into their blocked convolution layouts, where a MatMul would force layout
+    conversions), g_s's stride-2 transposed convolutions as sub-pixel convolutions
+    (`SubpixelDeconv`), and with `half` convolutions in float16 between float32 inputs and outputs
+    (GDN normalisation kept in float32)."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -105,8 +86,8 @@ def _export_graph_module(module, half: bool = False):
         """A 5x5 stride-2 transposed convolution (codec.layers.deconv) as the same function in ops
         that runtimes run fast: output pixel (2i + r, 2j + s) reads input taps i-1..i+1, j-1..j+1
         through kernel taps r + 2 - 2d, so one 3x3 convolution to 4x the channels, with the unused
-        taps zero, then DepthToSpace. With onnxruntime's CPU ConvTranspose the synthesis took
-        1.36x as long (bench/results/export.md: 264 ms before, 194 ms now)."""
+        taps zero, then DepthToSpace: runtimes' convolution kernels are tuned far better than their
+        ConvTranspose (bench/results/export.md times the synthesis)."""
 
         TAPS = ((4, 2, 0), (None, 3, 1))  # kernel tap for phase r and input offset d = -1, 0, 1
 
@@ -205,27 +186,6 @@ def set_metadata(model, meta: dict[str, str]) -> None:
             prop.key, prop.value = full, str(value)
 
 
-def read_metadata(path: Path | str) -> dict[str, str]:
-    """The `roistream.*` metadata of an ONNX file (keys without the prefix)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
-
-
-def check_model_weights(path: Path | str, weights_id: str, graph: str | None = None) -> dict[str, str]:
-    """Refuse (ModelMismatchError) a model that was not exported from the weights `weights_id`."""
-    meta = read_metadata(path)
-    if "weights_id" not in meta:
-        raise ModelMismatchError(f"{path} has no roistream metadata: export it with `roistream export onnx`")
-    if meta["weights_id"] != weights_id:
-        raise ModelMismatchError(f"{path} was exported from weights {meta['weights_id']}, but the loaded weights are "
-                                 f"{weights_id}: re-export with `roistream export onnx --weights ...`")
-    if graph is not None and meta.get("graph") != graph:
-        raise ModelMismatchError(f"{path} holds the {meta.get('graph')!r} graph, expected {graph!r}")
-    return meta
-
-
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -248,15 +208,6 @@ class ExportResult:
                 "verification": self.verification}
 
 
-def load_codec_weights(weights):
-    """A CodecWeights from a CodecWeights, a path or None (the shipped weights)."""
-    from codec.weights import CodecWeights, load_weights
-
-    if isinstance(weights, CodecWeights):
-        return weights
-    return load_weights(Path(weights) if weights else paths.DEFAULT_WEIGHTS)
-
-
 def export_onnx(weights=None, out_dir: Path | str | None = None, *, opset: int = DEFAULT_OPSET,
                 precisions: tuple[str, ...] = PRECISIONS, simplify: bool = True, verify: bool = True,
                 verify_images: int = 2) -> ExportResult:
@@ -265,8 +216,6 @@ def export_onnx(weights=None, out_dir: Path | str | None = None, *, opset: int =
     import onnx
     import torch
 
-    from codec.runtime import TransformSet
-
     if opset < 17:
         raise ValueError(f"opset {opset} is too old: 17 or newer")
     unknown = set(precisions) - set(PRECISIONS)
@@ -274,7 +223,7 @@ def export_onnx(weights=None, out_dir: Path | str | None = None, *, opset: int =
         raise ValueError(f"precisions must include fp32 and be among {PRECISIONS}, got {precisions}")
     start = time.perf_counter()
     w = load_codec_weights(weights)
-    out = Path(out_dir) if out_dir else default_models_dir(w.weights_id)
+    out = Path(out_dir) if out_dir else paths.models_dir(w.weights_id)
     out.mkdir(parents=True, exist_ok=True)
     transforms = TransformSet(w)
     result = ExportResult(out, w.weights_id)
@@ -311,23 +260,11 @@ def export_onnx(weights=None, out_dir: Path | str | None = None, *, opset: int =
     return result
 
 
-def group_map_for(height: int, width: int) -> np.ndarray:
-    """Background + two irregular object groups on the block grid of a frame (for checks)."""
-    from codec.geometry import block_grid_shape
-
-    hb, wb = block_grid_shape(height, width)
-    gm = np.zeros((hb, wb), np.int32)
-    gm[hb // 6 : hb // 2, wb // 8 : wb // 3] = 1
-    gm[hb // 2, wb // 3] = 1  # an irregular block
-    gm[hb // 2 : hb - 2, wb // 2 : wb - 3] = 2
-    return gm
-
-
 def ensure_exported(weights=None, out_dir: Path | str | None = None) -> Path:
-    """The folder of exported graphs for a weights file, exported (unverified, ~1 min) when its graphs
-    are missing or from an older graph format. For benchmarks and tools that need the models."""
+    """The folder of exported graphs for a weights file, exported (unverified) when its graphs are
+    missing or from an older graph format. For benchmarks and tools that need the models."""
     w = load_codec_weights(weights)
-    folder = Path(out_dir) if out_dir else default_models_dir(w.weights_id)
+    folder = Path(out_dir) if out_dir else paths.models_dir(w.weights_id)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):

@@ -19,7 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
+from codec.geometry import block_grid_shape
+from codec.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from codec.runtime.torch_backend import TorchBackend
+from codec.weights import load_codec_weights
 
 FP32_TOLERANCE = 1e-4  # max |diff| on y and z (and pixels in [0, 1]) for fp32 graphs
 # fp16 graphs cannot meet 1e-4; this bound only catches a broken graph (the quantization step is 1)
@@ -55,18 +59,24 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
+def group_map_for(height: int, width: int) -> np.ndarray:
+    """Background + two irregular object groups on the block grid of a frame (for checks)."""
+    hb, wb = block_grid_shape(height, width)
+    gm = np.zeros((hb, wb), np.int32)
+    gm[hb // 6 : hb // 2, wb // 8 : wb // 3] = 1
+    gm[hb // 2, wb // 3] = 1  # an irregular block
+    gm[hb // 2 : hb - 2, wb // 2 : wb - 3] = 2
+    return gm
+
+
 def verify_backend(backend, weights, *, images: list[Path] | None = None, n_images: int = 2,
                    tolerance: float = FP32_TOLERANCE, label: str | None = None, check_synthesis: bool = True,
                    raise_on_failure: bool = True) -> dict:
     """Parity and exact decodability of `backend` (a codec Backend) against torch on Kodak images."""
     from codec.api import Codec
     from codec.data import load_rgb
-    from codec.geometry import block_grid_shape
     import torch
 
-    from codec.runtime import TorchBackend
-
-    from .onnx import group_map_for, load_codec_weights
 
     start = time.perf_counter()
     w = load_codec_weights(weights)
@@ -144,9 +154,6 @@ def verify_models(models_dir: Path | str, weights=None, *, n_images: int = 2, pr
                   threads: int | None = None, providers=("CPUExecutionProvider",)) -> dict:
     """Verify exported ONNX graphs with onnxruntime (CPU by default): fp32 within 1e-4 of torch,
     fp16 within a sanity bound; both must produce streams that decode exactly."""
-    from .onnx import load_codec_weights
-    from .ort_backend import OnnxRuntimeBackend
-
     w = load_codec_weights(weights)
     images = kodak_images(n_images)
     out = {}

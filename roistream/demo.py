@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roistream import paths
+from codec import paths
 
 
 def _outline(image: np.ndarray, frame) -> np.ndarray:
@@ -52,7 +52,7 @@ def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: f
     import cv2
 
     from cloud.client import CloudClient
-    from codec.api import Codec
+    from codec.runtime import make_codec
     from edge.detector import Detector
     from edge.roi import RoiPolicy
     from edge.sources import open_source
@@ -63,7 +63,7 @@ def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: f
     for spool_file in out.glob("edge.spool*"):  # the SQLite database and its WAL files
         spool_file.unlink()
     (out / "crops").mkdir(parents=True, exist_ok=True)
-    codec, detector = Codec.load(), Detector()
+    (codec, _), detector = make_codec("torch"), Detector()
     policy = RoiPolicy.from_words(roi, detector.class_names, roi_quality=roi_quality, bg_quality=bg_quality,
                                   bg_scale=bg_scale)
     stream = "vtest"

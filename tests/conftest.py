@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from roistream import paths
+from codec import paths
 
 # ultralytics must never reach the network from tests
 os.environ.setdefault("YOLO_OFFLINE", "1")

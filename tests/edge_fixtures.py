@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from roistream import paths
+from codec import paths
 
 COCO_PERSON = 0
 

@@ -7,7 +7,7 @@ import sys
 import cv2
 import numpy as np
 
-from roistream import paths
+from codec import paths
 
 
 def _run(*args: str) -> dict:

@@ -18,7 +18,7 @@ import pytest
 from cloud.client import CloudClient
 from codec.bitstream import check_crc
 from proto import service_pb2
-from roistream.paths import REPO_ROOT
+from codec.paths import SOURCE_ROOT
 from tests.cloud_fixtures import cloud_frames, relabel  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "roistream.cli", "cloud", "serve", "--data", str(data), "--host", "127.0.0.1",
              "--port", "0", "--decode-threads", "1", "--grace", "1"],
-            cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+            cwd=SOURCE_ROOT, env=env, stderr=subprocess.PIPE, text=True)
         self.log: list[dict] = []
         started = threading.Event()
 

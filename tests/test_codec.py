@@ -7,7 +7,7 @@ import torch
 from codec.api import Codec
 from codec.bitstream import EncodedFrame, parse_frame, record_crc
 from codec.geometry import block_grid_shape, pad_image, rle_encode, upsample_blocks
-from codec.runtime import TorchBackend
+from codec.runtime.torch_backend import TorchBackend
 
 from .conftest import three_group_map
 

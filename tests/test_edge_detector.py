@@ -94,7 +94,7 @@ def test_missing_weights_fail_clearly(tmp_path):
 
 def test_int8_detector_runs_as_its_float_copy(detector, person_images):
     """The dynamic int8 model is run as a float copy of its int8 weights: same detections."""
-    from export.detector import is_dynamic_int8
+    from edge.detector.int8 import is_dynamic_int8
 
     assert detector.runs != detector.weights and not is_dynamic_int8(detector.runs)
     int8 = Detector(classes=["person"], int8_as_float=False)
@@ -112,7 +112,7 @@ def test_int8_detector_runs_as_its_float_copy(detector, person_images):
 
 
 def test_dequantize_refuses_a_float_model(tmp_path):
-    from export.detector import dequantize_dynamic_int8
+    from edge.detector.int8 import dequantize_dynamic_int8
 
     with pytest.raises(ValueError, match="no ConvInteger"):
         dequantize_dynamic_int8(Detector().runs, tmp_path / "again.onnx")

@@ -12,11 +12,11 @@ import pytest
 
 from cloud.client import CloudClient
 from codec.crypto import EncryptionKey, Keyring
-from edge.backends import BackendUnavailable, make_codec
+from codec.runtime import RuntimeUnavailable, load, make_codec
 from edge.pipeline import EdgeMetrics, EdgePipeline, MemorySink
 from edge.roi import RoiPolicy
 from edge.sources import Frame, open_source
-from roistream import paths
+from codec import paths
 from roistream.cli import main
 from tests.edge_fixtures import detector, needs_shared, start_cloud, vtest_frames  # noqa: F401
 
@@ -63,10 +63,12 @@ def test_frames_with_nothing_to_send_are_skipped(codec, detector):
 
 
 def test_onnxruntime_backend_needs_exported_models(tmp_path, capsys):
-    with pytest.raises(BackendUnavailable, match="roistream export onnx"):
-        make_codec("onnxruntime", onnx_dir=tmp_path)
-    with pytest.raises(ValueError, match="unknown encoder backend"):
+    with pytest.raises(RuntimeUnavailable, match="roistream export onnx"):
+        make_codec("onnxruntime", models_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown runtime 'tensorflow' .choose from torch, onnxruntime, tensorrt"):
         make_codec("tensorflow")
+    with pytest.raises(ValueError, match="runs fp16, fp32, not 'int8'"):
+        make_codec("tensorrt", precision="int8")
     assert main(["edge", "run", "--source", str(paths.video_path()), "--stream", "x", "--backend", "onnxruntime",
                  "--models-dir", str(tmp_path), "--spool", str(tmp_path / "s")]) == 2
     assert "roistream export onnx" in capsys.readouterr().err
@@ -79,9 +81,8 @@ def test_pipeline_on_onnxruntime(tmp_path, codec, detector):
 
     export_onnx(codec.weights, tmp_path / "onnx", precisions=("fp32",), verify=False)
     from codec.api import Codec
-    from export.backends import make_backend
 
-    backend = make_backend("onnxruntime", codec.weights, tmp_path / "onnx", threads=1)
+    backend = load("onnxruntime", codec.weights, tmp_path / "onnx", threads=1)
     assert backend.provider == "CPUExecutionProvider" and backend.name == "onnxruntime-cpu-fp32"
     sink = MemorySink()
     pipe = EdgePipeline(Codec(codec.weights, backend=backend), RoiPolicy(classes=["person"]), detector=detector,

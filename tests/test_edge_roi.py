@@ -192,7 +192,7 @@ def test_background_on_scene_change():
     import cv2
 
     from codec.data import load_rgb
-    from roistream import paths
+    from codec import paths
 
     frames = vtest_frames(3)
     other = cv2.resize(load_rgb(paths.kodak_dir() / "kodim01.png"), (frames[0].shape[1], frames[0].shape[0]))

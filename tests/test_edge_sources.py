@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.sources import Backoff, Frame, LiveSource, SourceError, open_source
-from roistream import paths
+from codec import paths
 from tests.edge_fixtures import needs_shared, vtest_frames
 
 pytestmark = needs_shared()

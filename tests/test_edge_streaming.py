@@ -16,7 +16,7 @@ from edge.roi import RoiPolicy
 from edge.sources import Backoff, open_source
 from edge.spool import Spool
 from edge.streaming import IngestStreamer
-from roistream import paths
+from codec import paths
 from tests.edge_fixtures import cloud_server, detector, needs_shared, self_signed_cert, start_cloud, vtest_frames  # noqa: F401
 
 pytestmark = needs_shared()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from export.detector import check_detector_args, export_detector
-from roistream import paths
+from codec import paths
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
@@ -43,14 +43,15 @@ def test_already_exported_onnx_detector_is_refused():
 
 
 def test_engine_needs_tensorrt(tmp_path):
-    from export.tensorrt import TensorRTUnavailable, tensorrt_status
+    from codec.runtime import RuntimeUnavailable
+    from codec.runtime.tensorrt_backend import tensorrt_status
 
     ok, reason = tensorrt_status()
     if ok:
         pytest.skip(f"TensorRT is usable here ({reason})")
     pt = tmp_path / "m.pt"
     pt.write_bytes(b"")
-    with pytest.raises(TensorRTUnavailable, match="--format engine needs TensorRT"):
+    with pytest.raises(RuntimeUnavailable, match="--format engine needs TensorRT"):
         export_detector(pt, "engine")
 
 
@@ -61,7 +62,7 @@ def test_real_export_of_an_untrained_checkpoint(tmp_path):
     import numpy as np
     import onnxruntime as ort
 
-    from edge.detector import prepare_ultralytics_env
+    from edge.detector.environment import prepare_ultralytics_env
 
     prepare_ultralytics_env()
     from ultralytics import YOLO

@@ -12,9 +12,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from codec.runtime import TorchBackend
-from export.onnx import (INPUTS, OUTPUTS, ModelMismatchError, model_filename, read_metadata, set_metadata)
-from export.ort_backend import BackendUnavailable, OnnxRuntimeBackend
+from codec.runtime import RuntimeUnavailable
+from codec.runtime.models import INPUTS, OUTPUTS, ModelMismatchError, model_filename, read_metadata
+from codec.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from codec.runtime.torch_backend import TorchBackend
+from export.onnx import set_metadata
 from export.verify import FP32_TOLERANCE, ExportVerificationError, kodak_images, verify_backend, verify_models
 from tests.export_fixtures import exported_models  # noqa: F401  (fixture)
 
@@ -131,7 +133,7 @@ def test_backend_refuses_models_of_other_weights(codec, exported_models, tmp_pat
     onnx.save(model, str(other / "analysis.onnx"))
     with pytest.raises(ModelMismatchError, match="no roistream metadata"):
         OnnxRuntimeBackend(other, weights_id=codec.weights_id)
-    with pytest.raises(BackendUnavailable, match="roistream export onnx"):
+    with pytest.raises(RuntimeUnavailable, match="roistream export onnx"):
         OnnxRuntimeBackend(tmp_path / "nowhere", weights_id=codec.weights_id)
 
 
@@ -146,7 +148,7 @@ def test_backend_reports_the_provider_the_session_uses(codec, exported_models):
     if expected == "CPUExecutionProvider":
         assert backend.provider == "CPUExecutionProvider" and backend.name == "onnxruntime-cpu-fp32"
     if "CUDAExecutionProvider" not in available:
-        with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
+        with pytest.raises(RuntimeUnavailable, match="CUDAExecutionProvider"):
             OnnxRuntimeBackend(exported_models, ["cuda"], weights_id=codec.weights_id, strict=True)
 
 
@@ -158,14 +160,14 @@ def test_gpu_providers_for_real(codec, exported_models, provider):
         pytest.skip(f"{provider} is not in this onnxruntime's providers {available} (CPU-only onnxruntime; "
                     f"`pip install roistream[gpu]` on an NVIDIA machine)")
     if provider == "TensorrtExecutionProvider":
-        from export.tensorrt import tensorrt_status
+        from codec.runtime.tensorrt_backend import tensorrt_status
 
         ok, reason = tensorrt_status()
         if not ok:
             pytest.skip(reason)
     try:
         backend = OnnxRuntimeBackend(exported_models, [provider], weights_id=codec.weights_id, strict=True)
-    except BackendUnavailable as exc:  # e.g. listed by onnxruntime-gpu but no CUDA device / libraries
+    except RuntimeUnavailable as exc:  # e.g. listed by onnxruntime-gpu but no CUDA device / libraries
         pytest.skip(f"{provider} listed but cannot start here: {exc}")
     assert backend.sessions["analysis"].get_providers()[0] == provider  # really runs there
     report = verify_backend(backend, codec.weights, images=kodak_images(1), tolerance=1e-3)

@@ -8,15 +8,18 @@ import sys
 
 import pytest
 
-from export.tensorrt import (FrameProfile, TensorRTUnavailable, engine_filename, import_tensorrt, parse_size,
-                             tensorrt_status)
+from codec.runtime import RuntimeUnavailable
+from codec.runtime.models import FrameProfile, engine_filename
+from codec.runtime.tensorrt_backend import import_tensorrt, tensorrt_status
+from export.tensorrt import parse_size
 from tests.export_fixtures import exported_models  # noqa: F401  (fixture)
 
 TRT_OK, TRT_REASON = tensorrt_status()
 
 
 def test_export_modules_import_without_tensorrt():
-    code = ("import sys, export.tensorrt, export.ort_backend, export.backends, export.cli, export.detector; "
+    code = ("import sys, codec.runtime, codec.runtime.tensorrt_backend, codec.runtime.onnxruntime_backend, "
+            "export.tensorrt, export.cli, export.detector; "
             "assert 'tensorrt' not in sys.modules, 'tensorrt imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -39,15 +42,15 @@ def test_profile_and_sizes_are_validated():
 
 @pytest.mark.skipif(TRT_OK, reason="TensorRT is present here: the real tests below cover it")
 def test_absent_tensorrt_is_an_explicit_error(tmp_path):
-    with pytest.raises(TensorRTUnavailable, match="tensorrt|CUDA"):
+    with pytest.raises(RuntimeUnavailable, match="tensorrt|CUDA"):
         import_tensorrt()
     from roistream.cli import main
 
     assert main(["export", "tensorrt", "--models", str(tmp_path)]) == 2
-    from export.tensorrt import TensorRTBackend
+    from codec.runtime import load
 
-    with pytest.raises(TensorRTUnavailable):
-        TensorRTBackend(tmp_path)
+    with pytest.raises(RuntimeUnavailable):
+        load("tensorrt", models_dir=tmp_path)
 
 
 def test_gpu_benchmark_exits_cleanly_without_cuda(capsys):
@@ -64,7 +67,8 @@ def test_gpu_benchmark_exits_cleanly_without_cuda(capsys):
 @pytest.mark.gpu
 @pytest.mark.skipif(not TRT_OK, reason=f"TensorRT not usable here: {TRT_REASON}")
 def test_build_engines_and_verify_for_real(codec, exported_models, tmp_path):
-    from export.tensorrt import TensorRTBackend, build_engines
+    from codec.runtime.tensorrt_backend import TensorRTBackend
+    from export.tensorrt import build_engines
     from export.verify import kodak_images, verify_backend
 
     profile = FrameProfile(min=(64, 64), opt=(512, 768), max=(768, 768), batch=(1, 1, 2))
@@ -90,8 +94,9 @@ def test_build_engines_and_verify_for_real(codec, exported_models, tmp_path):
 def test_engines_of_other_weights_are_refused(codec, exported_models, tmp_path):
     import json
 
-    from export.onnx import ModelMismatchError
-    from export.tensorrt import TensorRTBackend, build_engines
+    from codec.runtime.models import ModelMismatchError
+    from codec.runtime.tensorrt_backend import TensorRTBackend
+    from export.tensorrt import build_engines
 
     profile = FrameProfile(min=(64, 64), opt=(256, 256), max=(512, 512))
     build_engines(exported_models, tmp_path, weights=codec.weights, precisions=("fp16",), profile=profile,

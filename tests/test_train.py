@@ -20,7 +20,7 @@ from codec.geometry import block_grid_shape
 from codec.train import TrainConfig, train
 from codec.model import ModelConfig
 from codec.weights import load_weights
-from roistream import paths
+from codec import paths
 from roistream.cli import main
 
 TINY = ModelConfig(n=16, m=24)
@@ -81,7 +81,7 @@ def test_sigterm_checkpoints_before_stopping(tmp_path, tiny_data):
         f"train(TrainConfig(out=Path({str(out)!r}), steps=10**6, batch=2, crop=64, photos=Path({str(tiny_data[0])!r}), "
         f"coco=Path({str(tiny_data[1])!r}), checkpoint_minutes=60, compile=False), ModelConfig(n=16, m=24))"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=paths.REPO_ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=paths.SOURCE_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -165,7 +165,7 @@ def test_packed_data_trains_where_only_the_training_dependencies_exist(tmp_path,
               f"sys.exit(main(['train', '--out', {str(tmp_path / 'run')!r}, '--steps', '2', '--batch', '2', "
               f"'--crop', '64', '--no-compile']))")
     env = {**os.environ, "ROISTREAM_SHARED": str(tmp_path / "pack")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=paths.REPO_ROOT, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script], cwd=paths.SOURCE_ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert load_weights(tmp_path / "run" / "weights.npz").notes["steps"] == 2

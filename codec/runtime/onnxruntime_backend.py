@@ -1,8 +1,8 @@
 """`OnnxRuntimeBackend`: the codec's float transforms on ONNX Runtime.
 
 Implements `codec.runtime.Backend` (numpy float32 in and out) with the graphs written by
-`roistream export onnx`. Execution providers are tried in the order TensorRT > CUDA > CPU among
-those onnxruntime offers; the provider a session *actually* runs on is read back from the session
+`roistream export onnx`; onnxruntime (or onnxruntime-gpu) is imported when a backend is made.
+Execution providers are tried in the order TensorRT > CUDA > CPU among those onnxruntime offers; the provider a session *actually* runs on is read back from the session
 (`.provider`), because onnxruntime-gpu silently falls back to the CPU when CUDA or TensorRT cannot
 start. Models exported from other weights are refused (`ModelMismatchError`).
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx import GRAPHS, INPUTS, check_model_weights, model_filename
+from .backend import RuntimeUnavailable
+from .models import GRAPHS, INPUTS, FrameProfile, check_model_weights, model_filename
 
 log = logging.getLogger(__name__)
 
@@ -23,29 +24,19 @@ SHORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutio
                "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
-class BackendUnavailable(RuntimeError):
-    """The requested runtime cannot run here (models missing, provider absent, ...)."""
-
-
 def _full_provider_name(name: str) -> str:
     return SHORT_NAMES.get(name.lower(), name)
 
 
-def default_weights_id() -> str:
-    from codec.weights import load_weights
-    from roistream import paths
-
-    return load_weights(paths.DEFAULT_WEIGHTS).weights_id
-
-
 def session_options(threads: int | None = None):
+    """Sessions that leave the cores to the numpy coding steps between their runs."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Idle intra-op threads would otherwise spin after each run and take the cores from the
-    # entropy coding and integer hyper-synthesis that follow (about 60 ms per Kodak image on 2 cores).
+    # entropy coding and integer hyper-synthesis that follow.
     opts.add_session_config_entry("session.force_spinning_stop", "1")
     if threads:
         opts.intra_op_num_threads = int(threads)
@@ -53,7 +44,7 @@ def session_options(threads: int | None = None):
     return opts
 
 
-def _trt_options(graph: str, cache_dir: Path, profile) -> dict:
+def _trt_options(graph: str, cache_dir: Path, profile: FrameProfile | None) -> dict:
     """TensorRT EP options: engine and timing caches, and the min/opt/max profile of our inputs."""
     opts = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir),
             "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache_dir)}
@@ -69,35 +60,39 @@ class OnnxRuntimeBackend:
 
     models_dir: folder of `roistream export onnx`. providers: names in order of preference
     (full names or cpu/cuda/tensorrt; default TensorRT > CUDA > CPU among those available).
-    weights_id: the loaded weights' id (default: the shipped weights); models from other weights
-    are refused. precision: "fp32" or "fp16" (the `_fp16` analysis graph; synthesis stays fp32 unless
+    weights_id: the loaded weights' id; models from other weights are refused.
+    precision: "fp32" or "fp16" (the `_fp16` analysis graph; synthesis stays fp32 unless
     `fp16_synthesis`). strict: raise instead of warning when the session does not run on the first
     requested provider. threads: onnxruntime intra-op threads (default: onnxruntime's choice).
     """
 
     def __init__(self, models_dir: Path | str, providers: list[str] | tuple[str, ...] | None = None, *,
-                 weights_id: str | None = None, precision: str = "fp32", threads: int | None = None,
-                 strict: bool = False, fp16_synthesis: bool = False, profile=None,
+                 weights_id: str, precision: str = "fp32", threads: int | None = None,
+                 strict: bool = False, fp16_synthesis: bool = False, profile: FrameProfile | None = None,
                  trt_cache_dir: Path | str | None = None):
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeUnavailable(f"onnxruntime is not installed ({exc}): `pip install onnxruntime` "
+                                     f"(or onnxruntime-gpu), or use the torch runtime") from exc
 
         self.models_dir = Path(models_dir)
-        self.weights_id = weights_id or default_weights_id()
+        self.weights_id = weights_id
         precisions = {"analysis": precision, "synthesis": precision if fp16_synthesis else "fp32"}
         files = {g: self.models_dir / model_filename(g, precisions[g]) for g in GRAPHS}
         missing = [str(p) for p in files.values() if not p.is_file()]
         if missing:
-            raise BackendUnavailable(f"no exported models at {', '.join(missing)}: run `roistream export onnx "
+            raise RuntimeUnavailable(f"no exported models at {', '.join(missing)}: run `roistream export onnx "
                                      f"--out {self.models_dir}` first (or use --backend torch)")
         self.metadata = {g: check_model_weights(p, self.weights_id, g) for g, p in files.items()}
         available = ort.get_available_providers()
         requested = [_full_provider_name(p) for p in providers] if providers else list(PROVIDER_ORDER)
         wanted = [p for p in requested if p in available]
         if not wanted:
-            raise BackendUnavailable(f"none of the providers {requested} is available in this onnxruntime "
+            raise RuntimeUnavailable(f"none of the providers {requested} is available in this onnxruntime "
                                      f"({available}); NVIDIA GPUs need `pip install roistream[gpu]`")
         if strict and wanted[0] != requested[0]:
-            raise BackendUnavailable(f"{requested[0]} is not available in this onnxruntime ({available})")
+            raise RuntimeUnavailable(f"{requested[0]} is not available in this onnxruntime ({available})")
         if "CPUExecutionProvider" not in wanted and not strict:
             wanted.append("CPUExecutionProvider")
         cache = Path(trt_cache_dir) if trt_cache_dir else self.models_dir / "ort-trt-cache"
@@ -118,20 +113,20 @@ class OnnxRuntimeBackend:
                 sess = ort.InferenceSession(str(path), session_options(threads), providers=plist)
             except Exception as exc:  # a GPU provider that fails to start
                 if strict:
-                    raise BackendUnavailable(f"onnxruntime could not start {wanted[0]} for {path.name}: {exc}") from exc
+                    raise RuntimeUnavailable(f"onnxruntime could not start {wanted[0]} for {path.name}: {exc}") from exc
                 log.warning("onnxruntime providers %s failed for %s (%s); using the CPU", wanted, path.name, exc)
                 sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
             self.sessions[graph] = sess
             self.providers[graph] = sess.get_providers()[0]
             self._input_names[graph] = [i.name for i in sess.get_inputs()]
             if self._input_names[graph] != list(INPUTS[graph]):
-                raise BackendUnavailable(f"{path} has inputs {self._input_names[graph]}, expected {list(INPUTS[graph])}")
+                raise RuntimeUnavailable(f"{path} has inputs {self._input_names[graph]}, expected {list(INPUTS[graph])}")
         self.requested = wanted
         self.provider = self.providers["analysis"]  # what actually runs the encoder
         if self.provider != wanted[0]:
             msg = f"onnxruntime was asked for {wanted[0]} but runs on {self.provider}"
             if strict:
-                raise BackendUnavailable(msg)
+                raise RuntimeUnavailable(msg)
             log.warning(msg)
         self.precision = precision
         short = self.provider.removesuffix("ExecutionProvider").lower()
