@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                         "uniform_roi_psnr_mean": float(np.mean(uniform_db)) if uniform_db else None},
         "frames_with_roi": frames_with_roi, "goals": GOALS, "sweep": sweep,
         "margin_sweep": margins,
-        "note": "the codec weights are whatever weights/roistream-codec.npz holds at run time; a codec training "
-                "job may share the CPU (see machine load in the markdown)",
+        "note": "the codec weights are whatever codec/assets/roistream-codec.npz holds at run time; a codec "
+                "training job may share the CPU (see machine load in the markdown)",
     }
     import os
 

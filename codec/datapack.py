@@ -1,6 +1,6 @@
 """A compact copy of the training data, for training on a machine that has no `../shared`.
 
-Training compute is what limits the codec (weights/MODEL_CARD.md), and a GPU machine is often
+Training compute is what limits the codec (codec/assets/MODEL_CARD.md), and a GPU machine is often
 reachable only with what travels beside the checkout, under a size limit of tens of MiB. The training loader shrinks every photo to `MAX_SIDE` anyway, so the pack
 stores the photos at most that size as JPEG (4:4:4), at the highest quality that fits the size
 budget, and the coco128-seg images and labels as they are. The pack has the layout of the shared

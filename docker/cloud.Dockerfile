@@ -32,10 +32,9 @@ COPY cloud/ cloud/
 COPY proto/ proto/
 COPY export/ export/
 COPY bench/ bench/
-COPY weights/ weights/
 
-# editable install: the package finds its weights beside the sources (codec.paths)
-RUN python -m venv /opt/venv && pip install -e . && roistream --help > /dev/null
+# a plain install: the codec weights are package data (codec/assets, found by codec.paths)
+RUN python -m venv /opt/venv && pip install . && roistream --help > /dev/null
 
 RUN useradd --uid ${ROISTREAM_UID} --create-home --shell /usr/sbin/nologin roistream \
  && mkdir -p /var/lib/roistream/cache /var/lib/roistream/data \

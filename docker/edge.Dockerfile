@@ -33,13 +33,12 @@ COPY cloud/ cloud/
 COPY proto/ proto/
 COPY export/ export/
 COPY bench/ bench/
-COPY weights/ weights/
 
-# editable install: the package finds its weights beside the sources (codec.paths)
+# a plain install: the codec weights are package data (codec/assets, found by codec.paths)
 # the gpu extra brings onnxruntime-gpu next to the CPU onnxruntime of the base dependencies; both
 # own the `onnxruntime` module, so the CPU one is removed and the GPU one reinstalled over it.
 RUN python3 -m venv /opt/venv \
- && pip install -e ".[gpu]" \
+ && pip install ".[gpu]" \
  && pip uninstall -y onnxruntime \
  && pip install --no-deps --force-reinstall "onnxruntime-gpu==1.31.1" \
  && python -c "import onnxruntime as o, tensorrt as t; print(o.__version__, o.get_available_providers(), t.__version__)"
@@ -49,13 +48,14 @@ RUN useradd --uid ${ROISTREAM_UID} --create-home --shell /usr/sbin/nologin roist
  && chown -R roistream:roistream /var/lib/roistream
 USER roistream
 
-# the ONNX graphs need no GPU: export them into the image (engines are GPU-specific: built on the device
-# with `roistream export tensorrt --models /var/lib/roistream/models`, or by onnxruntime's TensorRT provider)
-RUN roistream export onnx --out /var/lib/roistream/models --no-verify
+# the ONNX graphs need no GPU: export them into the image, to $ROISTREAM_MODELS, where every runtime and
+# `roistream export` look by default (engines are GPU-specific: built on the device with
+# `roistream export tensorrt`, or by onnxruntime's TensorRT provider)
+RUN roistream export onnx --no-verify
 
 EXPOSE 9101
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9101/metrics', timeout=4)"
 
 ENTRYPOINT ["roistream"]
-CMD ["edge", "run", "--source", "/shared/data/video/vtest.avi", "--stream", "edge", "--backend", "onnxruntime", "--models", "/var/lib/roistream/models", "--metrics-port", "9101", "--no-status"]
+CMD ["edge", "run", "--source", "/shared/data/video/vtest.avi", "--stream", "edge", "--backend", "onnxruntime", "--metrics-port", "9101", "--no-status"]
