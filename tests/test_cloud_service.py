@@ -103,7 +103,7 @@ def test_onnxruntime_decoder_serves_the_same_regions(tmp_path, cloud_frames, cod
     expected = codec.decode(relabel(cloud_frames.plain, "cam", 0), groups=[1]).groups[1]
     assert np.array_equal(mask, expected.mask)
     assert np.abs(pixels.astype(int) - expected.pixels).max() <= 1
-    with pytest.raises(ValueError, match="unknown decoder"):
+    with pytest.raises(ValueError, match="unknown runtime 'opencl'"):
         CloudServer(ServerConfig(data_dir=tmp_path / "other", port=0, decoder="opencl")).start()
 
 
