@@ -54,7 +54,7 @@ def run(images: list[Path], quality: float, threads: int) -> dict:
 
     from codec.api import Codec
     from codec.data import load_rgb
-    from codec.gain import quantize_quality
+    from codec.bitstream import quantize_quality
     from codec.geometry import block_grid_shape
 
     torch.set_num_threads(threads)

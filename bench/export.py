@@ -38,7 +38,7 @@ def run(n_images: int, threads: int, quality: float, repeats: int, models: Path 
 
     from codec.api import Codec
     from codec.data import load_rgb
-    from codec.gain import quantize_quality
+    from codec.bitstream import quantize_quality
     from codec.geometry import block_grid_shape, pad_image
     from codec.runtime import load
     from codec.weights import load_codec_weights

@@ -42,7 +42,7 @@ def _gauss_bits(r: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 def group_bits(codec, image: np.ndarray, block_mask: np.ndarray, q: float) -> dict[str, float]:
-    from codec.gain import quantize_quality
+    from codec.bitstream import quantize_quality
     from codec.geometry import pad_image
 
     padded = pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255

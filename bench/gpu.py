@@ -96,7 +96,7 @@ def run(n_frames: int, n_images: int, models: Path | None, build: bool) -> dict 
     if not torch.cuda.is_available():
         return None
     from codec.api import Codec
-    from codec.gain import quantize_quality
+    from codec.bitstream import quantize_quality
     from codec.geometry import block_grid_shape, pad_image
     from codec.weights import load_codec_weights
     from export.onnx import ensure_exported

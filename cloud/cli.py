@@ -80,6 +80,7 @@ def _save_region(client, region, keys, out: Path, composite: bool) -> dict:
     """Write one region's PNG crop and mask; its JSON metadata entry (image None if it could not be decoded)."""
     import cv2
 
+    from codec.bitstream import dequantize_quality
     from codec.errors import BitstreamError
 
     rec = region.record
@@ -89,7 +90,7 @@ def _save_region(client, region, keys, out: Path, composite: bool) -> dict:
     if region.HasField("record"):
         entry.update(group_id=rec.group_id, label=rec.label, score=round(rec.score, 4),
                      bbox=[rec.bbox.x, rec.bbox.y, rec.bbox.width, rec.bbox.height],
-                     quality=round(rec.quality / 255, 4), encrypted=rec.HasField("encryption"),
+                     quality=round(dequantize_quality(rec.quality), 4), encrypted=rec.HasField("encryption"),
                      key_id=rec.encryption.key_id or None)
     try:
         pixels, mask = client.region_pixels(region, keys)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from codec.bitstream import quantize_quality
 from codec.errors import BitstreamError
 from proto import bitstream_pb2, service_pb2
 
@@ -240,7 +241,8 @@ class RoiStreamService:
             info = resp.frames.add(stream_id=f.stream_id, frame_index=f.frame_index, timestamp_us=f.timestamp_us,
                                    width=f.width, height=f.height)
             for g in f.groups:
-                gi = info.groups.add(group_id=g.group_id, label=g.label, score=g.score, quality=g.quality,
+                gi = info.groups.add(group_id=g.group_id, label=g.label, score=g.score,
+                                     quality=quantize_quality(g.quality),
                                      bytes=g.record_bytes, encrypted=g.encrypted, key_id=g.key_id)
                 gi.bbox.x, gi.bbox.y, gi.bbox.width, gi.bbox.height = g.bbox
         return resp

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
+from codec.bitstream import dequantize_quality
 from codec.errors import CorruptStreamError
 from proto import bitstream_pb2
 
@@ -108,7 +109,7 @@ _STOP = object()
 
 def _group_ref(row: tuple) -> GroupRef:
     ts, stream_id, frame_index, gid, label, score, x, y, w, h, quality, length, enc, key_id, seg, off, header = row
-    meta = GroupMeta(gid, label, score, (x, y, w, h), quality, length, bool(enc), key_id)
+    meta = GroupMeta(gid, label, score, (x, y, w, h), dequantize_quality(quality), length, bool(enc), key_id)
     return GroupRef(stream_id, frame_index, ts, meta, _Location(seg, off, length, header))
 
 
@@ -363,7 +364,8 @@ class SqliteSegmentStorage:
                         f"FROM groups WHERE frame_id IN ({','.join('?' * len(chunk))}) ORDER BY frame_id, group_id",
                         chunk):
                     gid, label, score, x, y, w, h, quality, length, enc, key_id = g
-                    groups[fid].append(GroupMeta(gid, label, score, (x, y, w, h), quality, length, bool(enc), key_id))
+                    groups[fid].append(GroupMeta(gid, label, score, (x, y, w, h), dequantize_quality(quality), length,
+                                                 bool(enc), key_id))
         finally:
             conn.execute("COMMIT")
         return [FrameMeta(*r[1:], groups=tuple(groups[r[0]])) for r in rows]

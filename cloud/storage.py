@@ -37,7 +37,7 @@ class GroupMeta:
     label: str
     score: float
     bbox: tuple[int, int, int, int]  # x, y, width, height
-    quality: int
+    quality: float  # q in [0, 1]
     record_bytes: int  # size of the stored record (metadata + payload)
     encrypted: bool
     key_id: str

@@ -6,7 +6,7 @@ checked here; it is checked when a decode is requested (cloud/regions.py).
 
 from __future__ import annotations
 
-from codec.bitstream import check_crc, check_header, record_block_mask
+from codec.bitstream import QUALITY_STEPS, check_crc, check_header, record_block_mask
 from codec.crypto import ALGORITHM, NONCE_BYTES
 from codec.errors import CorruptStreamError
 from proto import bitstream_pb2
@@ -49,7 +49,7 @@ def validate_frame(frame: bitstream_pb2.EncodedFrame) -> None:
         seen.add(g.group_id)
         check_crc(h, g)
         _check_text(f"{what} label", g.label, MAX_LABEL)
-        if g.quality > 255:
+        if g.quality > QUALITY_STEPS:
             raise CorruptStreamError(f"{what}: quality {g.quality} out of range")
         record_block_mask(h, g)  # runs fill their window and agree with the bbox
         if g.HasField("encryption"):

@@ -1,4 +1,4 @@
-"""Frame-level codec API: `Codec.encode(image, group_map, qualities) -> EncodedFrame` and
+"""Frame-level codec API: `Codec.encode(image, plan) -> EncodedFrame` and
 `Codec.decode(frame, groups=...) -> DecodedFrame`.
 
 A frame is a set of independently decodable groups; decoding any subset reads and decodes only
@@ -8,19 +8,20 @@ those groups' records. Encrypted groups need the key whose id their record names
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import crypto, scaling
-from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, check_crc, check_header, parse_frame,
-                        record_binding, record_block_mask, record_crc, set_block_mask)
+from .bitstream import (BITSTREAM_VERSION, QUALITY_STEPS, EncodedFrame, GroupRecord, check_crc, check_header,
+                        dequantize_quality, parse_frame, quantize_quality, record_binding, record_block_mask,
+                        record_crc, set_block_mask)
 from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
-from .gain import dequantize_quality, quantize_quality
 from .geometry import BBox, bbox_blocks, block_grid_shape, frame_blocks, pad_image, upsample_blocks
+from .plan import FramePlan
 from .runtime.backend import Backend
 from .weights import CodecWeights, load_codec_weights
 
@@ -84,50 +85,38 @@ class Codec:
         return self.weights.weights_id
 
     # ---- encoding ----
-    def encode(self, image: np.ndarray, group_map: np.ndarray, qualities: float | Mapping[int, float] = 0.5, *,
-               labels: Mapping[int, str] | None = None, scores: Mapping[int, float] | None = None,
-               stream_id: str = "", frame_index: int = 0, timestamp_us: int | None = None,
-               key: crypto.EncryptionKey | None = None, encrypt: Iterable[int] = (),
-               groups: Iterable[int] | None = None, scales: Mapping[int, int] | None = None) -> EncodedFrame:
-        """Code each group of `group_map` (block grid of the padded frame, 0 = background).
+    def encode(self, image: np.ndarray, plan: FramePlan, *, key: crypto.EncryptionKey | None = None,
+               stream_id: str = "", frame_index: int = 0, timestamp_us: int | None = None) -> EncodedFrame:
+        """Code the groups of `plan` (codec.plan.FramePlan) in an HxWx3 uint8 RGB image.
 
-        qualities: one q for all groups or a q per group id. `encrypt` lists group ids sealed with
-        `key`. `groups` restricts which groups are coded (e.g. to skip the background). `scales`
-        codes groups at 1/2, 1/4 or 1/8 resolution (group id -> 2, 4 or 8; codec.scaling). Groups
-        with no block inside the frame (only padding) are not coded.
+        Groups the plan marks for encryption are sealed with `key`. Groups with no block inside the
+        frame (only padding) are not coded.
         """
         height, width = image.shape[:2]
         grid = block_grid_shape(height, width)
-        group_map = np.asarray(group_map)
+        group_map = plan.group_map
         if group_map.shape != grid:
             raise ValueError(f"group map is {group_map.shape}, a {width}x{height} frame needs {grid}")
-        encrypt = set(encrypt)
-        if encrypt and key is None:
+        if plan.encrypt_ids and key is None:
             raise ValueError("groups to encrypt were given without a key")
         padded = _to_rgb_float(image)
-        scales = dict(scales or {})
-        for factor in scales.values():
-            scaling.scale_log2(factor)  # refuses a bad factor before anything is coded
         downscaled: dict[int, np.ndarray] = {}
         frame = EncodedFrame()
         h = frame.header
         h.format_version, h.weights_id = BITSTREAM_VERSION, self.weights_id
         h.width, h.height, h.stream_id, h.frame_index = width, height, stream_id, frame_index
         h.timestamp_us = time.time_ns() // 1000 if timestamp_us is None else timestamp_us
-        ids = [int(i) for i in np.unique(group_map)]
-        if groups is not None:
-            wanted = set(groups)
-            ids = [i for i in ids if i in wanted]
         # a group made only of padding blocks (a background when objects cover the whole frame) has
         # no pixel to code: it is left out, as its record could not name a box inside the frame
         in_frame = set(np.unique(group_map[frame_blocks(height, width)]).tolist())
-        ids = [i for i in ids if i in in_frame]
+        present = set(np.unique(group_map).tolist())
+        ids = [gid for gid in plan.groups if gid in present and gid in in_frame]
         h.group_ids.extend(ids)
         for gid in ids:
-            q = qualities if isinstance(qualities, (int, float)) else qualities.get(gid, 0.5)
-            q_index = quantize_quality(float(q))
+            info = plan.groups[gid]
+            q_index = quantize_quality(info.quality)
             block_mask = group_map == gid
-            factor = scales.get(gid, 1)
+            factor = info.scale
             if factor == 1:
                 payload, _ = self.coder.encode(padded, block_mask, q_index)
             else:
@@ -135,9 +124,8 @@ class Codec:
                     downscaled[factor] = _to_rgb_float(scaling.downscale(image, factor))
                 coarse = scaling.coarse_block_mask(block_mask, height, width, factor)
                 payload, _ = self.coder.encode(downscaled[factor], coarse, q_index)
-            self._add_record(frame, payload, block_mask, gid, q_index, scaling.scale_log2(factor),
-                             (labels or {}).get(gid, "background" if gid == 0 else ""),
-                             float((scores or {}).get(gid, 0.0)), key if gid in encrypt else None)
+            self._add_record(frame, payload, block_mask, gid, q_index, scaling.scale_log2(factor), info.label,
+                             info.score, key if info.encrypt else None)
         return frame
 
     def _add_record(self, frame: EncodedFrame, payload: bytes, block_mask: np.ndarray, gid: int, q_index: int,
@@ -169,7 +157,7 @@ class Codec:
                 raise DecryptionError(f"{what} is encrypted with key {enc.key_id!r}, which was not given")
             payload = crypto.open_sealed(key, enc.nonce, payload, record_binding(header, record), what)
         block_mask = record_block_mask(header, record)
-        if record.quality > 255:
+        if record.quality > QUALITY_STEPS:
             raise CorruptStreamError(f"{what}: quality {record.quality} out of range")
         if record.scale_log2 > scaling.MAX_SCALE_LOG2:
             raise CorruptStreamError(f"{what}: scale 1/2^{record.scale_log2} out of range")

@@ -6,6 +6,7 @@ wrong with received bytes is reported as a `BitstreamError` subclass, never a cr
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -20,10 +21,25 @@ BITSTREAM_VERSION = 2  # what the encoder writes
 READABLE_VERSIONS = (1, 2)  # 1: block_runs over the whole grid; 2: over the blocks of the group's bbox
 COMPOSITE_BACKGROUND_LAYERS = 8  # background records a composite stacks to fill the holes of newer ones
 MAX_SIDE = 16384  # frames larger than this are refused (bounds memory for hostile headers)
+# The Python API speaks of quality as a float q in [0, 1]; a group record carries the integer step
+# round(q * QUALITY_STEPS). These two functions are the only place that converts between them.
+QUALITY_STEPS = 255
 
 EncodedFrame = pb.EncodedFrame
 GroupRecord = pb.GroupRecord
 FrameHeader = pb.FrameHeader
+
+
+def quantize_quality(q: float) -> int:
+    """The integer quality step a group record carries for q in [0, 1] (ValueError otherwise)."""
+    if not 0.0 <= q <= 1.0 or math.isnan(q):
+        raise ValueError(f"quality must be in [0, 1], got {q}")
+    return int(round(q * QUALITY_STEPS))
+
+
+def dequantize_quality(step: int) -> float:
+    """q in [0, 1] of a record's quality step (the decoder refuses steps beyond QUALITY_STEPS)."""
+    return step / QUALITY_STEPS
 
 
 def parse_frame(data: bytes) -> pb.EncodedFrame:

@@ -40,6 +40,7 @@ def _encode(args: argparse.Namespace) -> int:
     from .crypto import EncryptionKey
     from .data import load_rgb
     from .geometry import block_grid_shape
+    from .plan import FramePlan
 
     image = load_rgb(args.image)
     h, w = image.shape[:2]
@@ -62,8 +63,9 @@ def _encode(args: argparse.Namespace) -> int:
         wanted = set(_parse_words(args.encrypt) or [])
         encrypt = [i for i in ids if labels[i] in wanted or str(i) in wanted or ("roi" in wanted and i)]
     codec = Codec.load(args.weights)
-    frame = codec.encode(image, group_map, qualities, labels=labels, scores=scores, key=key, encrypt=encrypt,
-                         scales={0: args.bg_scale} if args.bg_scale > 1 else None)
+    plan = FramePlan.from_groups(group_map, qualities, labels=labels, scores=scores, encrypt=encrypt,
+                                 scales={0: args.bg_scale})
+    frame = codec.encode(image, plan, key=key)
     data = frame.SerializeToString()
     args.output.write_bytes(data)
     bpp = len(data) * 8 / (h * w)
@@ -90,13 +92,13 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .bitstream import parse_frame
+    from .bitstream import dequantize_quality, parse_frame
 
     frame = parse_frame(args.input.read_bytes())
     h = frame.header
     groups = [{
         "group_id": g.group_id, "label": g.label, "score": round(g.score, 4),
-        "bbox": [g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height], "quality": round(g.quality / 255, 4),
+        "bbox": [g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height], "quality": round(dequantize_quality(g.quality), 4),
         "scale": 1 << g.scale_log2, "bytes": len(g.payload), "encrypted": g.HasField("encryption"),
         **({"key_id": g.encryption.key_id} if g.HasField("encryption") else {}),
     } for g in frame.groups]

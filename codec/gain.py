@@ -7,26 +7,12 @@ exponential interpolation, so one model covers the whole rate range continuously
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 # lambda per level (MSE on [0,1] images times 255^2, as CompressAI's bmshj2018 qualities 1..6),
 # with one lower level for cheap backgrounds.
 LAMBDAS = (0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
-QUALITY_STEPS = 255  # q travels in the bitstream as round(q * 255)
-
-
-def quantize_quality(q: float) -> int:
-    """The integer quality carried by a group record."""
-    if not 0.0 <= q <= 1.0 or math.isnan(q):
-        raise ValueError(f"quality must be in [0, 1], got {q}")
-    return int(round(q * QUALITY_STEPS))
-
-
-def dequantize_quality(q_index: int) -> float:
-    return q_index / QUALITY_STEPS
 
 
 def _position(q: Tensor, levels: int) -> tuple[Tensor, Tensor]:

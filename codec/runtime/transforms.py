@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..gain import GainUnits, dequantize_quality
+from ..bitstream import dequantize_quality
+from ..gain import GainUnits
 from ..model import Analysis, HyperAnalysis, Synthesis
 from ..weights import CodecWeights
 
