@@ -52,8 +52,8 @@ class FramePlan:
     group_map: int32 block grid of the padded frame (geometry.block_grid_shape); blocks with an id
     that has no entry in `groups` (e.g. NOT_CODED, or the background of a frame that does not
     send it) are not coded. groups: the coded groups by id, ascending (0 = background).
-    background_reason: why the plan carries the background ("" when it does not; for logs and
-    metrics, the codec does not read it).
+    background_reason: why the background is sent with this frame ("" when it is not; for logs
+    and metrics, the codec does not read it).
     """
 
     group_map: np.ndarray

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .roi import GroupPlan
+from codec.plan import FramePlan
 
 
 class RateModel:
@@ -73,8 +73,9 @@ class RateModel:
         self.observations += 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class RateDecision:
+    qualities: dict[int, float]  # q per coded group of the frame
     bg_quality: float | None  # None when the frame carries no background
     roi_delta: float  # how much the ROI qualities were lowered (0 = as requested)
     budget_bytes: float
@@ -112,20 +113,20 @@ class RateController:
     def bytes_per_second(self) -> float:
         return self.target_kbps * 1000 / 8
 
-    def _roi_bytes(self, plan: GroupPlan, qualities: dict[int, float], delta: float) -> float:
+    def _roi_bytes(self, plan: FramePlan, qualities: dict[int, float], delta: float) -> float:
         return sum(self.roi_model.predict(plan.groups[g].blocks, self._lowered(qualities[g], delta))
                    for g in plan.object_ids)
 
     def _lowered(self, q: float, delta: float) -> float:
         return q if delta <= 0 else max(min(q, self.roi_q_min), q - delta)
 
-    def plan(self, plan: GroupPlan, dt_s: float, period: int = 1) -> RateDecision:
-        """Set the qualities of `plan` for a frame that covers `dt_s` seconds; `period` is how many
+    def decide(self, plan: FramePlan, dt_s: float, period: int = 1) -> RateDecision:
+        """The qualities for `plan`, a frame that covers `dt_s` seconds; `period` is how many
         frames the background sent with it must last (1 without background refresh)."""
         period = max(1, period)
         frame_target = self.bytes_per_second * max(dt_s, 1e-3)
-        requested = plan.qualities
-        has_bg = plan.send_background and 0 in plan.groups
+        requested = plan.qualities()
+        has_bg = plan.has_background
         roi_at_requested = self._roi_bytes(plan, requested, 0.0)
         horizon = max(1.0, self.horizon / period)
         bg_q = None
@@ -151,16 +152,15 @@ class RateController:
                 else:
                     hi = mid
             delta = hi
-        for g in plan.object_ids:
-            plan.groups[g].quality = self._lowered(requested[g], delta)
+        qualities = {g: self._lowered(requested[g], delta) for g in plan.object_ids}
         if bg_q is not None:
-            plan.groups[0].quality = bg_q
+            qualities[0] = bg_q
         predicted = self._roi_bytes(plan, requested, delta) + self.overhead + (
             self.bg_model.predict(plan.groups[0].blocks, bg_q) if bg_q is not None else 0.0)
-        self.last = RateDecision(bg_q, delta, budget, predicted)
+        self.last = RateDecision(qualities, bg_q, delta, budget, predicted)
         return self.last
 
-    def update(self, plan: GroupPlan, group_bytes: dict[int, int], frame_bytes: int, dt_s: float) -> None:
+    def update(self, plan: FramePlan, group_bytes: dict[int, int], frame_bytes: int, dt_s: float) -> None:
         """Feed back what the frame cost: payload bytes per coded group and the serialized size."""
         frame_target = self.bytes_per_second * max(dt_s, 1e-3)
         self.debt += frame_bytes - frame_target

@@ -1,0 +1,65 @@
+"""Where encoded frames go: `MemorySink` keeps them (tests, benchmarks, the demo), `SpoolSink`
+writes them to the durable outbox that an `IngestStreamer` sends to the cloud.
+
+Every sink reports its state (`state()`: queue depth, frames dropped, outbox counters, the
+streamer's counters), so the pipeline and its observers never need to know which sink they feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .spool import Spool
+from .streaming import IngestStreamer, StreamerStats
+
+
+@dataclass(frozen=True)
+class SinkState:
+    depth: int = 0  # frames waiting to be sent
+    dropped: int = 0  # frames the outbox dropped (size or age bound)
+    spool: dict = field(default_factory=dict)  # the outbox's counters and depth ({} without an outbox)
+    streamer: StreamerStats | None = None  # the cloud connection's counters (None without one)
+
+
+class FrameSink(Protocol):
+    def submit(self, frame, data: bytes) -> None: ...
+
+    def state(self) -> SinkState: ...
+
+
+class MemorySink:
+    """Keeps the serialized frames in memory (and optionally calls `callback(frame, data)`)."""
+
+    def __init__(self, callback: Callable | None = None, keep: bool = True):
+        self.frames: list[bytes] = []
+        self.callback, self.keep = callback, keep
+
+    def submit(self, frame, data: bytes) -> None:
+        if self.keep:
+            self.frames.append(data)
+        if self.callback:
+            self.callback(frame, data)
+
+    def state(self) -> SinkState:
+        return SinkState()
+
+
+class SpoolSink:
+    """Writes frames to the spool; the streamer (if any) sends them to the cloud."""
+
+    def __init__(self, spool: Spool, streamer: IngestStreamer | None = None):
+        self.spool, self.streamer = spool, streamer
+
+    def submit(self, frame, data: bytes) -> None:
+        if self.streamer is not None and self.streamer.fatal_error:
+            raise RuntimeError(self.streamer.fatal_error)
+        h = frame.header
+        self.spool.put(data, h.stream_id, h.frame_index, created_us=h.timestamp_us if h.timestamp_us > 0 else None)
+
+    def state(self) -> SinkState:
+        counters = self.spool.counters()
+        return SinkState(len(self.spool), counters["dropped_size"] + counters["dropped_age"],
+                         {**counters, "depth": len(self.spool)},
+                         self.streamer.stats if self.streamer is not None else None)
