@@ -56,6 +56,7 @@ def run(images: list[Path], quality: float, threads: int) -> dict:
     from codec.data import load_rgb
     from codec.bitstream import quantize_quality
     from codec.geometry import block_grid_shape
+    from codec.plan import FramePlan
 
     torch.set_num_threads(threads)
     codec = Codec.load()
@@ -64,15 +65,16 @@ def run(images: list[Path], quality: float, threads: int) -> dict:
         image = load_rgb(path)
         h, w = image.shape[:2]
         grid = block_grid_shape(h, w)
-        one = np.zeros(grid, np.int32)
-        codec.encode(image, one, quality)  # warm-up (first call builds models lazily)
+        one = FramePlan.uniform(h, w, quality)
+        four = FramePlan.from_groups(voronoi_groups(grid, 4), quality)
+        codec.encode(image, one)  # warm-up (first call builds models lazily)
         t0 = time.perf_counter()
-        frame1 = codec.encode(image, one, quality)
+        frame1 = codec.encode(image, one)
         t1 = time.perf_counter()
         data1 = frame1.SerializeToString()
         decoded1 = codec.decode(data1).image
         t2 = time.perf_counter()
-        frame4 = codec.encode(image, voronoi_groups(grid, 4), quality)
+        frame4 = codec.encode(image, four)
         t3 = time.perf_counter()
         data4 = frame4.SerializeToString()
         decoded4 = codec.decode(data4).image

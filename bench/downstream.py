@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
     from codec.api import Codec
     from codec.data import list_images, load_rgb
     from edge.detector import Detector
-    from edge.roi import RoiPolicy
+    from edge.policy import RoiPolicy
 
     codec = Codec.load()
     detector = Detector(conf=EVAL_CONF)
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
             coded = []
             for img, edge_dets in originals:
                 plan = policy.plan(edge_dets, *img.shape[:2])
-                data = codec.encode(img, **plan.encode_kwargs()).SerializeToString()
+                data = codec.encode(img, plan).SerializeToString()
                 coded.append((len(data), codec.decode(data).image))
             evaluate(mode, q, coded)
     for name, qualities in BASELINE_Q.items():

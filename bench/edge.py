@@ -40,7 +40,7 @@ GOALS = {"fps": 5.0, "jpeg_ratio": 5.0, "jpeg_ratio_refresh": 20.0}
 
 def run_stream(codec, detector, args, bg_interval: int, bg_scale: int, data_dir: Path, stream: str,
                roi_quality: float | None = None, margin_px: int | None = None):
-    from edge.roi import RoiPolicy
+    from edge.policy import RoiPolicy
     from edge.sources import open_source
     from roistream.local import local_cloud, stream_source
 
@@ -142,12 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     images = vtest_frames(args.frames)
 
     # baselines over the frames of run 1
-    from codec.geometry import block_grid_shape
+    from codec.plan import FramePlan
 
     ours_db, jpeg_bytes, jpeg_q, roi_frames = jpeg_baseline(codec, full_results, images)
     uniform_bytes, uniform_db = [], []
     for image, mask in roi_frames[:: args.baseline_step]:
-        enc = codec.encode(image, np.zeros(block_grid_shape(*image.shape[:2]), np.int32), args.roi_quality)
+        enc = codec.encode(image, FramePlan.uniform(*image.shape[:2], args.roi_quality))
         uniform_bytes.append(enc.ByteSize())
         uniform_db.append(psnr(image, codec.decode(enc).image, mask))
 

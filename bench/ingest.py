@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.bitstream import record_crc
+from codec.plan import FramePlan
 from proto import bitstream_pb2
 from codec import paths
 
@@ -89,9 +90,10 @@ def encode_frames(codec) -> tuple[list[bitstream_pb2.EncodedFrame], bitstream_pb
     replay = []
     for image, count in zip(images, GROUP_COUNTS):
         gm = _group_map(image.shape[:2], count)
-        replay.append(codec.encode(image, gm, qualities, labels=labels, groups=range(1, count + 1)))
-    key = codec.encode(images[0], _group_map(images[0].shape[:2], len(OBJECTS)), qualities, labels=labels,
-                       stream_id="keyframe", frame_index=0)
+        replay.append(codec.encode(image, FramePlan.from_groups(gm, qualities, labels=labels,
+                                                                groups=range(1, count + 1))))
+    key = codec.encode(images[0], FramePlan.from_groups(_group_map(images[0].shape[:2], len(OBJECTS)), qualities,
+                                                        labels=labels), stream_id="keyframe", frame_index=0)
     return replay, key
 
 

@@ -24,7 +24,7 @@ OUR_QUALITIES = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
 def measure(images: list[np.ndarray], with_msssim: bool = True) -> dict[str, list[dict]]:
     """Mean (bpp, psnr, ms_ssim) per quality point for each codec."""
     from codec.api import Codec
-    from codec.geometry import block_grid_shape
+    from codec.plan import FramePlan
 
     codec = Codec.load()
     points: dict[str, list[dict]] = {}
@@ -38,7 +38,7 @@ def measure(images: list[np.ndarray], with_msssim: bool = True) -> dict[str, lis
         res = []
         for img in images:
             h, w = img.shape[:2]
-            data = codec.encode(img, np.zeros(block_grid_shape(h, w), np.int32), q).SerializeToString()
+            data = codec.encode(img, FramePlan.uniform(h, w, q)).SerializeToString()
             dec = codec.decode(data).image
             res.append((len(data) * 8 / (h * w), psnr(dec, img), ms_ssim(dec, img) if with_msssim else np.nan))
         add("roistream", q, res)

@@ -40,10 +40,12 @@ def instance_labels(item, max_groups: int = MAX_GROUPS) -> np.ndarray:
 
 
 def _curve(codec, image, group_map, qualities_for, roi_mask, scales=None) -> list[tuple[float, float, float]]:
+    from codec.plan import FramePlan
+
     h, w = image.shape[:2]
     out = []
     for qs in qualities_for:
-        data = codec.encode(image, group_map, qs, scales=scales).SerializeToString()
+        data = codec.encode(image, FramePlan.from_groups(group_map, qs, scales=scales)).SerializeToString()
         dec = codec.decode(data).image
         out.append((len(data) * 8 / (h * w), psnr(dec, image, roi_mask), psnr(dec, image, ~roi_mask)))
     return out

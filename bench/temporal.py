@@ -39,7 +39,9 @@ MV_BYTES = 2  # one motion vector per skipped block, +-search fits a byte per co
 
 def _coder_roundtrip(codec, image: np.ndarray, block_mask: np.ndarray, quality: float):
     """Code one group as the edge does; (payload bytes, decoded frame, the group's pixel mask)."""
-    frame = codec.encode(image, block_mask.astype(np.int32), quality, groups=[1])
+    from codec.plan import FramePlan
+
+    frame = codec.encode(image, FramePlan.from_groups(block_mask.astype(np.int32), quality, groups=[1]))
     decoded = codec.decode(frame)
     return len(frame.groups[0].payload), decoded.image, decoded.mask
 
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from codec.api import Codec
     from edge.detector import Detector
-    from edge.roi import RoiPolicy
+    from edge.policy import RoiPolicy
     from edge.sources import open_source
 
     torch.set_num_threads(args.threads)
@@ -135,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     h, w = frames[0].shape[:2]
     plans = [policy.plan(detector.detect(image), h, w) for image in frames]
     # the cloud's background layer: the first frame's background as the edge sends it
-    background = codec.decode(codec.encode(frames[0], plans[0].group_map, plans[0].qualities, groups=[0],
-                                           scales=plans[0].scales)).image
+    background = codec.decode(codec.encode(frames[0], plans[0].without_objects())).image
     intra_coded = [{gid: _coder_roundtrip(codec, image, plan.group_map == gid, args.roi_quality)
                     for gid in plan.object_ids} for image, plan in zip(frames, plans)]
     slacks = [None] + [float(s) for s in args.slack.split(",") if s.strip()]

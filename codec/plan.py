@@ -118,6 +118,10 @@ class FramePlan:
         """The plan without group 0 (its blocks stay in the map, uncoded)."""
         return replace(self, groups={g: i for g, i in self.groups.items() if g != BACKGROUND}, background_reason="")
 
+    def without_objects(self) -> "FramePlan":
+        """The plan of the background alone (the objects' blocks stay in the map, uncoded)."""
+        return replace(self, groups={g: i for g, i in self.groups.items() if g == BACKGROUND})
+
     def with_background_blocks(self, blocks: np.ndarray, reason: str) -> "FramePlan":
         """Send only these background blocks (a fill): the others become NOT_CODED."""
         group_map = np.where((self.group_map == BACKGROUND) & ~blocks, NOT_CODED, self.group_map).astype(np.int32)

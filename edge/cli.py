@@ -24,8 +24,10 @@ def build_pipeline(args: argparse.Namespace):
     from codec.runtime import make_codec
 
     from .detector import FACE_LABEL, Detector, FaceDetector
-    from .pipeline import EdgeMetrics, EdgePipeline, SpoolSink
-    from .roi import RoiPolicy
+    from .observers import EdgeMetrics
+    from .pipeline import EdgePipeline
+    from .policy import RoiPolicy
+    from .sinks import SpoolSink
     from .sources import Backoff, open_source
     from .spool import Spool
     from .streaming import IngestStreamer
@@ -43,7 +45,7 @@ def build_pipeline(args: argparse.Namespace):
     if args.faces and policy.classes is not None and FACE_LABEL not in policy.classes:
         policy.classes.append(FACE_LABEL)
     key = EncryptionKey.load(args.key) if args.key else None
-    codec, encoder = make_codec(args.backend, args.weights, args.models_dir, precision=args.precision)
+    codec, _ = make_codec(args.backend, args.weights, args.models_dir, precision=args.precision)
     spool = Spool(args.spool or _default_spool(args.stream), max_bytes=int(args.spool_max_mb * 2**20),
                   max_age_s=args.spool_max_age_h * 3600)
     streamer = None
@@ -53,11 +55,11 @@ def build_pipeline(args: argparse.Namespace):
                                   server_name=args.server_name, client_cert=args.tls_cert, client_key=args.tls_key)
     metrics = EdgeMetrics(args.stream)
     first = spool.next_index(args.stream) if args.first_index is None else args.first_index
-    pipeline = EdgePipeline(codec, policy, detector=detector, face_detector=faces, sink=SpoolSink(spool, streamer),
-                            stream_id=args.stream, bg_interval=args.bg_interval, bg_fill=not args.no_bg_fill,
-                            target_kbps=args.target_kbps, key=key, metrics=metrics,
-                            status=None if args.no_status else sys.stderr,
-                            first_index=first, streamer=streamer, encoder_name=encoder, pipelined=not args.sequential)
+    pipeline = EdgePipeline.init(codec, policy, detector=detector, face_detector=faces,
+                                 sink=SpoolSink(spool, streamer), stream_id=args.stream, bg_interval=args.bg_interval,
+                                 bg_fill=not args.no_bg_fill, target_kbps=args.target_kbps, key=key, metrics=metrics,
+                                 status=None if args.no_status else sys.stderr, first_index=first,
+                                 pipelined=not args.sequential)
     return pipeline, source, spool, streamer, metrics
 
 

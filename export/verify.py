@@ -21,6 +21,7 @@ import numpy as np
 
 from codec import paths
 from codec.geometry import block_grid_shape
+from codec.plan import FramePlan
 from codec.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from codec.runtime.torch_backend import TorchBackend
 from codec.weights import load_codec_weights
@@ -133,7 +134,7 @@ def verify_backend(backend, weights, *, images: list[Path] | None = None, n_imag
                 _, y_torch = reference.coder.encode(x[0], mask, Q_INDEX)
                 report["symbols"] += int(mask.sum()) * w.config.m
                 report["symbols_differing_from_torch"] += int(np.count_nonzero(y_torch != y_enc))
-            data = tested.encode(image, gm, {0: 0.3, 1: 0.85, 2: 0.6}).SerializeToString()
+            data = tested.encode(image, FramePlan.from_groups(gm, {0: 0.3, 1: 0.85, 2: 0.6})).SerializeToString()
             try:
                 frame = reference.decode(data)
                 entry["decoded_groups"] = sorted(frame.groups)

@@ -14,7 +14,7 @@ import sys
 def _detect_groups(image, words: str):
     """`roistream encode --detect`: the edge's detector picks the groups. Wired here because the
     codec must not import the edge."""
-    from edge.roi import group_map_for_image
+    from edge.image_groups import group_map_for_image
 
     return group_map_for_image(image, words)
 

@@ -54,7 +54,7 @@ def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: f
     from cloud.client import CloudClient
     from codec.runtime import make_codec
     from edge.detector import Detector
-    from edge.roi import RoiPolicy
+    from edge.policy import RoiPolicy
     from edge.sources import open_source
     from roistream.local import jpeg_at_psnr, local_cloud, roi_psnr, stream_source
 

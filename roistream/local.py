@@ -43,17 +43,18 @@ def stream_source(server, codec, detector, policy, source, *, stream: str, spool
 
     Returns (EdgeSummary, Delivery).
     """
-    from edge.pipeline import EdgePipeline, SpoolSink
+    from edge.pipeline import EdgePipeline
+    from edge.sinks import SpoolSink
     from edge.spool import Spool
     from edge.streaming import IngestStreamer
 
     spool = Spool(spool_path)
     streamer = IngestStreamer(f"127.0.0.1:{server.port}", spool, tls=False).start()
     try:
-        pipe = EdgePipeline(codec, policy, detector=detector, sink=SpoolSink(spool, streamer), stream_id=stream,
-                            bg_interval=bg_interval, bg_fill=bg_fill, streamer=streamer,
-                            keep_frames=on_frame is not None, on_frame=on_frame, key=key, target_kbps=target_kbps,
-                            status=status, pipelined=pipelined)
+        pipe = EdgePipeline.init(codec, policy, detector=detector, sink=SpoolSink(spool, streamer), stream_id=stream,
+                                 bg_interval=bg_interval, bg_fill=bg_fill, keep_frames=on_frame is not None,
+                                 on_frame=on_frame, key=key, target_kbps=target_kbps, status=status,
+                                 pipelined=pipelined)
         start = time.perf_counter()
         summary = pipe.run(source, max_frames=max_frames)
         flushed = streamer.flush(flush_timeout_s)
