@@ -43,14 +43,16 @@ def _group_map():
 @pytest.fixture(scope="session")
 def cloud_frames(codec, kodak_image) -> CloudFrames:
     from codec.crypto import EncryptionKey
+    from codec.plan import FramePlan
 
     image = np.ascontiguousarray(kodak_image[:SIZE, :SIZE])
     labels, qualities = {1: "person", 2: "car"}, {0: 0.3, 1: 0.8, 2: 0.8}
-    plain = codec.encode(image, _group_map(), qualities, labels=labels, scores={1: 0.9, 2: 0.7},
+    plain = codec.encode(image, FramePlan.from_groups(_group_map(), qualities, labels=labels, scores={1: 0.9, 2: 0.7}),
                          stream_id="base", frame_index=0, timestamp_us=1_000_000)
     key = EncryptionKey.generate()
-    secure = [codec.encode(image, _group_map(), qualities, labels=labels, stream_id="secure", frame_index=i,
-                           timestamp_us=1_000_000 + i, key=key, encrypt=[2]) for i in range(2)]
+    sealed = FramePlan.from_groups(_group_map(), qualities, labels=labels, encrypt=[2])
+    secure = [codec.encode(image, sealed, stream_id="secure", frame_index=i, timestamp_us=1_000_000 + i, key=key)
+              for i in range(2)]
     return CloudFrames(plain, secure, key, image)
 
 

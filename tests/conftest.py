@@ -54,6 +54,8 @@ def three_group_map(height: int, width: int) -> np.ndarray:
 def small_frame(codec, small_image):
     """An encoded 3-group frame of small_image (background q=0.3, objects 0.8 and 0.6)."""
     gm = three_group_map(*small_image.shape[:2])
-    frame = codec.encode(small_image, gm, {0: 0.3, 1: 0.8, 2: 0.6}, labels={1: "person", 2: "dog"},
-                         stream_id="cam1", frame_index=7, timestamp_us=1_700_000_000_000_000)
+    from codec.plan import FramePlan
+
+    plan = FramePlan.from_groups(gm, {0: 0.3, 1: 0.8, 2: 0.6}, labels={1: "person", 2: "dog"})
+    frame = codec.encode(small_image, plan, stream_id="cam1", frame_index=7, timestamp_us=1_700_000_000_000_000)
     return frame, gm

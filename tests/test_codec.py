@@ -7,6 +7,7 @@ import torch
 from codec.api import Codec
 from codec.bitstream import EncodedFrame, parse_frame, record_crc
 from codec.geometry import block_grid_shape, pad_image, rle_encode, upsample_blocks
+from codec.plan import FramePlan
 from codec.runtime.torch_backend import TorchBackend
 
 from .conftest import three_group_map
@@ -36,7 +37,7 @@ def test_round_trip_quality_is_sane_and_rises_with_q(codec, small_image):
     gm = np.zeros(block_grid_shape(h, w), np.int32)
     results = []
     for q in (0.2, 0.9):
-        data = codec.encode(small_image, gm, q).SerializeToString()
+        data = codec.encode(small_image, FramePlan.from_groups(gm, q)).SerializeToString()
         image = codec.decode(data).image
         assert image.shape == small_image.shape
         results.append((len(data), _psnr(image, small_image)))
@@ -99,8 +100,8 @@ def test_float16_analysis_still_decodes_exactly(codec, small_image):
         payload, y_enc = half.coder.encode(padded, gm == gid, 150)
         decoded = codec.coder.decode(payload, gm == gid, 150)
         assert np.array_equal(decoded.y_hat, y_enc)
-    psnr_half = _psnr(codec.decode(half.encode(small_image, gm, 0.5).SerializeToString()).image, small_image)
-    psnr_full = _psnr(codec.decode(codec.encode(small_image, gm, 0.5).SerializeToString()).image, small_image)
+    psnr_half = _psnr(codec.decode(half.encode(small_image, FramePlan.from_groups(gm, 0.5)).SerializeToString()).image, small_image)
+    psnr_full = _psnr(codec.decode(codec.encode(small_image, FramePlan.from_groups(gm, 0.5)).SerializeToString()).image, small_image)
     assert abs(psnr_half - psnr_full) < 0.3
 
 
@@ -120,14 +121,14 @@ def test_decoding_with_one_or_two_threads_is_bit_identical(codec, small_frame):
 
 def test_group_map_shape_is_checked(codec, small_image):
     with pytest.raises(ValueError, match="group map"):
-        codec.encode(small_image, np.zeros((3, 3), np.int32))
+        codec.encode(small_image, FramePlan.from_groups(np.zeros((3, 3), np.int32)))
     h, w = 200, 232  # padded to 256x256: the last block row and the last 1.5 block columns are padding
     gm = np.zeros(block_grid_shape(h, w), np.int32)
     gm[-1, :] = 5
-    frame = codec.encode(small_image[:h, :w], gm)
+    frame = codec.encode(small_image[:h, :w], FramePlan.from_groups(gm))
     assert list(frame.header.group_ids) == [0]  # group 5 has no pixel in the frame: not coded
     gm[: -3, :] = 1  # objects cover every block of the frame: the background holds only padding
-    assert list(codec.encode(small_image[:h, :w], gm, groups=[0, 1]).header.group_ids) == [1]
+    assert list(codec.encode(small_image[:h, :w], FramePlan.from_groups(gm, groups=[0, 1])).header.group_ids) == [1]
 
 
 def test_version_1_frames_still_decode(codec, small_frame):
@@ -152,8 +153,8 @@ def test_background_at_reduced_resolution(codec, kodak_image, factor):
     image = np.ascontiguousarray(kodak_image[:400, :600])  # not a multiple of 64 or of 4*64
     gm = three_group_map(*image.shape[:2])
     qualities = {0: 0.3, 1: 0.8, 2: 0.6}
-    full = codec.encode(image, gm, qualities)
-    scaled = codec.encode(image, gm, qualities, scales={0: factor}, labels={1: "person"})
+    full = codec.encode(image, FramePlan.from_groups(gm, qualities))
+    scaled = codec.encode(image, FramePlan.from_groups(gm, qualities, scales={0: factor}, labels={1: "person"}))
     sizes = {r.group_id: len(r.payload) for r in scaled.groups}
     assert [r.scale_log2 for r in scaled.groups] == [factor.bit_length() - 1, 0, 0]
     assert sizes[0] < 0.5 * len(full.groups[0].payload)
@@ -186,4 +187,4 @@ def test_scale_is_authenticated_and_checked(codec, small_frame):
     with pytest.raises(CorruptStreamError, match="scale"):
         codec.decode(tampered)
     with pytest.raises(ValueError, match="scale"):
-        codec.encode(np.zeros((64, 64, 3), np.uint8), np.zeros((4, 4), np.int32), 0.5, scales={0: 3})
+        FramePlan.from_groups(np.zeros((4, 4), np.int32), 0.5, scales={0: 3})

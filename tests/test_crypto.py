@@ -3,6 +3,7 @@ import pytest
 from codec.bitstream import EncodedFrame, record_crc
 from codec.crypto import EncryptionKey, Keyring
 from codec.errors import BitstreamError, DecryptionError
+from codec.plan import FramePlan
 
 from .conftest import three_group_map
 
@@ -15,8 +16,8 @@ def key():
 @pytest.fixture(scope="module")
 def sealed(codec, small_image, key):
     gm = three_group_map(*small_image.shape[:2])
-    make = lambda index: codec.encode(small_image, gm, 0.5, labels={1: "face", 2: "person"},  # noqa: E731
-                                      stream_id="cam", frame_index=index, key=key, encrypt=[1, 2])
+    plan = FramePlan.from_groups(gm, 0.5, labels={1: "face", 2: "person"}, encrypt=[1, 2])
+    make = lambda index: codec.encode(small_image, plan, stream_id="cam", frame_index=index, key=key)  # noqa: E731
     return make(1), make(2)
 
 
@@ -73,4 +74,4 @@ def test_key_file_round_trip_and_errors(tmp_path, key):
 
 def test_encrypting_without_a_key_is_refused(codec, small_image):
     with pytest.raises(ValueError, match="without a key"):
-        codec.encode(small_image, three_group_map(*small_image.shape[:2]), encrypt=[1])
+        codec.encode(small_image, FramePlan.from_groups(three_group_map(*small_image.shape[:2]), encrypt=[1]))

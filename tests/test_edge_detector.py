@@ -8,7 +8,9 @@ import pytest
 from codec.data import load_rgb
 from codec.geometry import block_grid_shape
 from edge.detector import Detection, Detector, DetectorError, FaceDetector
-from edge.roi import RoiPolicy, UnknownClassError, group_map_for_image, mask_to_blocks
+from edge.image_groups import group_map_for_image
+from edge.policy import RoiPolicy, mask_to_blocks
+from edge.vocabulary import UnknownClassError
 from tests.edge_fixtures import coco_person_images, detector, needs_shared, vtest_frames  # noqa: F401
 
 pytestmark = needs_shared()

@@ -13,8 +13,10 @@ import pytest
 from cloud.client import CloudClient
 from codec.crypto import EncryptionKey, Keyring
 from codec.runtime import RuntimeUnavailable, load, make_codec
-from edge.pipeline import EdgeMetrics, EdgePipeline, MemorySink
-from edge.roi import RoiPolicy
+from edge.observers import EdgeMetrics
+from edge.pipeline import EdgePipeline
+from edge.policy import RoiPolicy
+from edge.sinks import MemorySink
 from edge.sources import Frame, open_source
 from codec import paths
 from roistream.cli import main
@@ -28,7 +30,7 @@ def test_pipeline_groups_background_refresh_and_encryption(codec, detector):
     metrics = EdgeMetrics("cam9")
     sink = MemorySink()
     policy = RoiPolicy.from_words("people", encrypt="person", bg_quality=0.2)
-    pipe = EdgePipeline(codec, policy, detector=detector, sink=sink, stream_id="cam9", bg_interval=2, bg_fill=False,
+    pipe = EdgePipeline.init(codec, policy, detector=detector, sink=sink, stream_id="cam9", bg_interval=2, bg_fill=False,
                         key=key, metrics=metrics, first_index=100)
     summary = pipe.run(open_source(paths.video_path()), max_frames=4)
     assert summary.frames == 4 and len(sink.frames) == 4
@@ -55,7 +57,7 @@ def test_pipeline_groups_background_refresh_and_encryption(codec, detector):
 
 def test_frames_with_nothing_to_send_are_skipped(codec, detector):
     sink = MemorySink()
-    pipe = EdgePipeline(codec, RoiPolicy(classes=["giraffe"]), detector=detector, sink=sink, bg_interval=0)
+    pipe = EdgePipeline.init(codec, RoiPolicy(classes=["giraffe"]), detector=detector, sink=sink, bg_interval=0)
     images = vtest_frames(3)
     results = [pipe.process(Frame(im, i, 1_700_000_000_000_000 + i * 100_000)) for i, im in enumerate(images)]
     assert [r.nbytes > 0 for r in results] == [True, False, False]  # background once, then nothing to send
@@ -85,7 +87,7 @@ def test_pipeline_on_onnxruntime(tmp_path, codec, detector):
     backend = load("onnxruntime", codec.weights, tmp_path / "onnx", threads=1)
     assert backend.provider == "CPUExecutionProvider" and backend.name == "onnxruntime-cpu-fp32"
     sink = MemorySink()
-    pipe = EdgePipeline(Codec(codec.weights, backend=backend), RoiPolicy(classes=["person"]), detector=detector,
+    pipe = EdgePipeline.init(Codec(codec.weights, backend=backend), RoiPolicy(classes=["person"]), detector=detector,
                         sink=sink, bg_interval=0)
     summary = pipe.run(open_source(paths.video_path()), max_frames=2)
     assert summary.encoder == "onnxruntime-cpu-fp32" and len(sink.frames) == 2
@@ -213,7 +215,7 @@ def test_static_camera_fills_the_spots_people_leave_then_refreshes_when_fills_ar
     (5 frames apart) sends their spot; the fourth leaves after three fills and gets a refresh."""
     image = vtest_frames(1)[0]
     spots = [(64, 64), (256, 64), (448, 64), (64, 320)]
-    pipe = EdgePipeline(codec, RoiPolicy(classes=["person"], margin_px=0), sink=MemorySink(), bg_interval=0)
+    pipe = EdgePipeline.init(codec, RoiPolicy(classes=["person"], margin_px=0), sink=MemorySink(), bg_interval=0)
     kinds = {}
     for index, present in ((0, 4), (5, 3), (10, 2), (15, 1), (20, 0)):
         people = [_person(*spot) for spot in spots[4 - present:]]

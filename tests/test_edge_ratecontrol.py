@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from edge.pipeline import EdgePipeline, MemorySink
+from edge.pipeline import EdgePipeline
 from edge.ratecontrol import RateController, RateModel
-from edge.roi import RoiPolicy
+from edge.policy import RoiPolicy
+from edge.sinks import MemorySink
 from edge.sources import Frame
 from tests.edge_fixtures import detector, needs_shared, vtest_frames  # noqa: F401
 
@@ -32,14 +33,13 @@ def policy():
 
 def frame_bytes(codec, image, dets, bg_q, with_bg=True):
     plan = policy().plan(dets, *image.shape[:2])
-    plan.send_background = with_bg
-    if 0 in plan.groups:
-        plan.groups[0].quality = bg_q
-    return len(codec.encode(image, **plan.encode_kwargs()).SerializeToString())
+    plan = plan.with_qualities({0: bg_q}) if with_bg else plan.without_background()
+    return len(codec.encode(image, plan).SerializeToString())
 
 
 def run(codec, clip, n, target_kbps, bg_interval):
-    pipe = EdgePipeline(codec, policy(), sink=MemorySink(keep=False), bg_interval=bg_interval, target_kbps=target_kbps)
+    pipe = EdgePipeline.init(codec, policy(), sink=MemorySink(keep=False), bg_interval=bg_interval,
+                             target_kbps=target_kbps)
     results = []
     for i in range(n):
         image, dets = clip[i % len(clip)]
@@ -78,7 +78,7 @@ def test_lowers_roi_quality_only_when_it_must(codec, clip):
     target = 0.5 * roi_only * 8 * FPS / 1000  # not even the objects fit at their requested quality
     summary, results, pipe = run(codec, clip, 16, target, bg_interval=0)
     late = results[8:]
-    assert all(pipe.rate.q_min <= r.plan.groups[g].quality < 0.8 for r in late for g in r.plan.object_ids)
+    assert all(pipe.planner.rate.q_min <= r.plan.groups[g].quality < 0.8 for r in late for g in r.plan.object_ids)
     assert summary.kbps < roi_only * 8 * FPS / 1000
 
 

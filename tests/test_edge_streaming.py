@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from cloud.client import CloudClient
-from edge.pipeline import EdgePipeline, SpoolSink
-from edge.roi import RoiPolicy
+from edge.pipeline import EdgePipeline
+from edge.policy import RoiPolicy
+from edge.sinks import SpoolSink
 from edge.sources import Backoff, open_source
 from edge.spool import Spool
 from edge.streaming import IngestStreamer
@@ -25,13 +26,15 @@ pytestmark = needs_shared()
 def encoded_frames(codec, n, stream="cam", start=0):
     """Real encoded frames of vtest.avi (one object group each; quick to code)."""
     from codec.geometry import block_grid_shape
+    from codec.plan import FramePlan
 
     out = []
     for i, image in enumerate(vtest_frames(n)):
         gm = np.zeros(block_grid_shape(*image.shape[:2]), np.int32)
         gm[10:16, 20:24] = 1
-        out.append(codec.encode(image, gm, 0.6, labels={1: "person"}, groups=[1], stream_id=stream,
-                                frame_index=start + i, timestamp_us=1_700_000_000_000_000 + (start + i) * 100_000))
+        plan = FramePlan.from_groups(gm, 0.6, labels={1: "person"}, groups=[1])
+        out.append(codec.encode(image, plan, stream_id=stream, frame_index=start + i,
+                                timestamp_us=1_700_000_000_000_000 + (start + i) * 100_000))
     return out
 
 
@@ -51,8 +54,8 @@ def test_spool_survives_a_cloud_outage(tmp_path, codec, detector):
     streamer = IngestStreamer(f"127.0.0.1:{port}", spool, tls=False, window=4,
                               backoff=Backoff(initial=0.2, maximum=1.0),
                               on_ack=lambda entry, ack: acks.append((ack.frame_index, ack.status))).start()
-    pipe = EdgePipeline(codec, RoiPolicy(classes=["person"]), detector=detector, sink=SpoolSink(spool, streamer),
-                        stream_id="cam", bg_interval=0, streamer=streamer)
+    pipe = EdgePipeline.init(codec, RoiPolicy(classes=["person"]), detector=detector,
+                             sink=SpoolSink(spool, streamer), stream_id="cam", bg_interval=0)
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("summary", pipe.run(open_source(paths.video_path()),
                                                                                   max_frames=n)))

@@ -13,6 +13,7 @@ import torch
 from onnx import numpy_helper
 
 from codec.runtime import RuntimeUnavailable
+from codec.plan import FramePlan
 from codec.runtime.models import INPUTS, OUTPUTS, ModelMismatchError, model_filename, read_metadata
 from codec.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from codec.runtime.torch_backend import TorchBackend
@@ -98,9 +99,10 @@ def test_stream_from_onnx_encoder_decodes_through_standard_decoder(codec, export
 
     onnx_codec = Codec(codec.weights, backend=OnnxRuntimeBackend(exported_models, ["cpu"], weights_id=codec.weights_id))
     gm = three_group_map(*small_image.shape[:2])
-    data = onnx_codec.encode(small_image, gm, {0: 0.3, 1: 0.8, 2: 0.6}).SerializeToString()
+    plan = FramePlan.from_groups(gm, {0: 0.3, 1: 0.8, 2: 0.6})
+    data = onnx_codec.encode(small_image, plan).SerializeToString()
     ours = codec.decode(data)  # the standard (torch) decoder
-    ref = codec.decode(codec.encode(small_image, gm, {0: 0.3, 1: 0.8, 2: 0.6}).SerializeToString())
+    ref = codec.decode(codec.encode(small_image, plan).SerializeToString())
     assert sorted(ours.groups) == [0, 1, 2]
     # y differs from torch by < 1e-4, so at most a handful of symbols round the other way
     diff = np.abs(ours.image.astype(int) - ref.image.astype(int))

@@ -19,6 +19,7 @@ from codec.data import list_images, load_rgb
 from codec.geometry import block_grid_shape
 from codec.train import TrainConfig, train
 from codec.model import ModelConfig
+from codec.plan import FramePlan
 from codec.weights import load_weights
 from codec import paths
 from roistream.cli import main
@@ -67,7 +68,7 @@ def test_train_resume_and_code_with_the_result(tmp_path, tiny_data, small_image)
     h, w = small_image.shape[:2]
     group_map = np.zeros(block_grid_shape(h, w), np.int32)
     group_map[1:3, 1:4] = 1
-    frame = codec.encode(small_image, group_map, {0: 0.2, 1: 0.9})
+    frame = codec.encode(small_image, FramePlan.from_groups(group_map, {0: 0.2, 1: 0.9}))
     decoded = codec.decode(frame.SerializeToString())
     assert decoded.image.shape == small_image.shape
     assert sorted(decoded.groups) == [0, 1] and not decoded.failures
@@ -129,7 +130,7 @@ def test_widened_transforms_code_as_before_then_train_and_resume_at_their_size(t
     weights = load_weights(train(cfg))
     assert weights.notes["steps"] == 3 and weights.config.transform_channels == 24
     codec = Codec(weights)
-    frame = codec.encode(small_image, np.zeros(block_grid_shape(*small_image.shape[:2]), np.int32), 0.5)
+    frame = codec.encode(small_image, FramePlan.uniform(*small_image.shape[:2], 0.5))
     assert codec.decode(frame.SerializeToString()).image.shape == small_image.shape
     with pytest.raises(ValueError, match="--init"):
         train(TrainConfig(out=tmp_path / "bad", widen=24))
