@@ -59,7 +59,5 @@ class SpoolSink:
         self.spool.put(data, h.stream_id, h.frame_index, created_us=h.timestamp_us if h.timestamp_us > 0 else None)
 
     def state(self) -> SinkState:
-        counters = self.spool.counters()
-        return SinkState(len(self.spool), counters["dropped_size"] + counters["dropped_age"],
-                         {**counters, "depth": len(self.spool)},
+        return SinkState(len(self.spool), self.spool.dropped, {**self.spool.counters(), "depth": len(self.spool)},
                          self.streamer.stats if self.streamer is not None else None)
