@@ -16,6 +16,7 @@ from proto import service_pb2
 from .errors import ServiceError
 
 MAX_INT64 = 2**63 - 1  # SQLite integers are signed 64-bit; larger frame indexes are refused at ingest
+NO_FRAMES = (1, 0)  # an inclusive range no index satisfies: what a range starting past MAX_INT64 selects
 MAX_LIST_ITEMS = 1024  # labels / group ids / keys per query
 KEY_BYTES = 32  # AES-256
 
@@ -67,6 +68,8 @@ def frame_range(msg: service_pb2.FrameRange, present: bool) -> tuple[int, int] |
         return None
     if msg.first > msg.last:
         raise _invalid(f"frame range {msg.first}:{msg.last} is empty (first > last)")
+    if msg.first > MAX_INT64:
+        return NO_FRAMES  # no stored index can be this large; binding it would overflow SQLite
     return msg.first, min(msg.last, MAX_INT64)
 
 
