@@ -107,14 +107,15 @@ def roistream_run(codec, policy, frames, detections, args) -> dict:
         rects.append(boxes)
         roi_db.append(psnr(frame.image, shown, mask) if mask.any() else float("nan"))
         frame_db.append(psnr(frame.image, shown))
-    return {"bytes": int(sum(nbytes)), "roi_psnr_db": float(np.nanmean(roi_db)),
+    with_roi = [db for db in roi_db if np.isfinite(db)]
+    return {"bytes": int(sum(nbytes)), "roi_psnr_db": float(np.mean(with_roi)) if with_roi else float("nan"),
             "frame_psnr_db": float(np.mean(frame_db)), "encode_fps": len(frames) / encode_s,
             "masks": masks, "rects": rects}
 
 
 def peer_point(images, masks, rects: list[list[Rect]], peer, quality: int, fps: float) -> dict:
     coded = encode_clip(images, peer, quality, fps, rects)
-    roi = [psnr(a, b, m) for a, b, m in zip(images, coded.frames, masks) if m.any()]
+    roi = [psnr(a, b, m) for a, b, m in zip(images, coded.frames, masks) if m.any()]  # frames with persons
     return {"quality": quality, "bytes": coded.nbytes, "roi_psnr_db": float(np.mean(roi)) if roi else float("nan"),
             "frame_psnr_db": float(np.mean([psnr(a, b) for a, b in zip(images, coded.frames)])),
             "encode_fps": len(images) / coded.encode_s}
@@ -165,6 +166,9 @@ def measure_clip(codec, detector, policy_for, path: Path, peers, args, log) -> d
 
 
 def _plot(clips: list[dict], args) -> None:
+    clips = [c for c in clips if c["frames_with_roi"]]  # no ROI PSNR without persons
+    if not clips:
+        return
     fig, axes = subplots(1, len(clips), figsize=(5.5 * len(clips), 4.5), squeeze=False)
     axes = list(axes[0])
     for ax, c in zip(axes, clips):
@@ -186,6 +190,10 @@ def _markdown(clips: list[dict], data: dict, args) -> str:
     sections = []
     for c in clips:
         main = c["roistream"][str(args.roi_quality)]
+        if not c["frames_with_roi"]:
+            sections.append(f"## {c['clip']}\n\nThe detector found no person in its first {c['frames']} frames "
+                            f"(the 320-px input misses small objects): no ROI PSNR, no comparison.\n")
+            continue
         rows = [[f"roistream (ROI q {args.roi_quality})", main["bytes"], main["roi_psnr_db"], main["frame_psnr_db"],
                  1.0]]
         for name, e in c["at_equal_roi_psnr"].items():
@@ -269,9 +277,9 @@ def run(args: argparse.Namespace) -> dict:
             "bg_interval": args.bg_interval, "bg_scale": args.bg_scale, "margin_px": args.margin,
             "encoder": encoder, "detector": Path(detector.weights).name, "pyav": f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}",
             "peer_names": [p.name for p in peers], "load": os.getloadavg()[0], "clips": clips}
-    _plot(clips, args)
     md = _markdown(clips, data, args)
     json_path, md_path = write_results(args.name, data, md)
+    _plot(clips, args)
     print(md)
     print(f"wrote {json_path} and {md_path}")
     return data

@@ -34,6 +34,7 @@ class DecodedGroup:
     bbox: BBox
     pixels: np.ndarray  # uint8 [bbox.height, bbox.width, 3], black outside the mask
     mask: np.ndarray  # bool [bbox.height, bbox.width]: the group's pixels
+    track_id: int = 0  # the object's track (0 = not tracked)
 
 
 @dataclass
@@ -88,12 +89,14 @@ class Codec:
                labels: Mapping[int, str] | None = None, scores: Mapping[int, float] | None = None,
                stream_id: str = "", frame_index: int = 0, timestamp_us: int | None = None,
                key: crypto.EncryptionKey | None = None, encrypt: Iterable[int] = (),
-               groups: Iterable[int] | None = None, scales: Mapping[int, int] | None = None) -> EncodedFrame:
+               groups: Iterable[int] | None = None, scales: Mapping[int, int] | None = None,
+               track_ids: Mapping[int, int] | None = None) -> EncodedFrame:
         """Code each group of `group_map` (block grid of the padded frame, 0 = background).
 
         qualities: one q for all groups or a q per group id. `encrypt` lists group ids sealed with
         `key`. `groups` restricts which groups are coded (e.g. to skip the background). `scales`
-        codes groups at 1/2, 1/4 or 1/8 resolution (group id -> 2, 4 or 8; codec.scaling). Groups
+        codes groups at 1/2, 1/4 or 1/8 resolution (group id -> 2, 4 or 8; codec.scaling). `track_ids`
+        names each object's track (group id -> id, carried in the record, not coded). Groups
         with no block inside the frame (only padding) are not coded.
         """
         height, width = image.shape[:2]
@@ -137,13 +140,16 @@ class Codec:
                 payload, _ = self.coder.encode(downscaled[factor], coarse, q_index)
             self._add_record(frame, payload, block_mask, gid, q_index, scaling.scale_log2(factor),
                              (labels or {}).get(gid, "background" if gid == 0 else ""),
-                             float((scores or {}).get(gid, 0.0)), key if gid in encrypt else None)
+                             float((scores or {}).get(gid, 0.0)), key if gid in encrypt else None,
+                             int((track_ids or {}).get(gid, 0)))
         return frame
 
     def _add_record(self, frame: EncodedFrame, payload: bytes, block_mask: np.ndarray, gid: int, q_index: int,
-                    scale_log2: int, label: str, score: float, key: crypto.EncryptionKey | None) -> None:
+                    scale_log2: int, label: str, score: float, key: crypto.EncryptionKey | None,
+                    track_id: int) -> None:
         rec = frame.groups.add()
         rec.group_id, rec.label, rec.score, rec.quality = gid, label, score, q_index
+        rec.track_id = track_id  # before the CRC and the AES-GCM binding, which cover the record's metadata
         rec.scale_log2 = scale_log2
         set_block_mask(frame.header, rec, block_mask)
         if key is not None:
@@ -186,7 +192,7 @@ class Codec:
         mask = in_box[: box.height, : box.width]  # the group's pixels in its box
         rgb = np.rint(pixels.transpose(1, 2, 0)[region] * 255).astype(np.uint8) * mask[..., None]
         return DecodedGroup(record.group_id, record.label, float(record.score), dequantize_quality(record.quality),
-                            box, rgb, mask)
+                            box, rgb, mask, int(record.track_id))
 
     def decode(self, frame: EncodedFrame | bytes, groups: Iterable[int] | None = None,
                labels: Iterable[str] | None = None, keys: crypto.Keyring | None = None,

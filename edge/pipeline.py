@@ -141,6 +141,7 @@ class FrameResult:
     background: str  # why the background was sent ("" = not sent, "fill" = only the blocks a fill sends)
     times: dict[str, float]
     frame: object = None  # the EncodedFrame
+    tracks: object = None  # the tracker's edge.tracking.TrackUpdate (None without a tracker)
 
 
 @dataclass
@@ -185,7 +186,8 @@ class EdgePipeline:
     """Capture, detect, group, encode and hand frames to a sink.
 
     codec: codec.api.Codec; policy: RoiPolicy; detector: edge.detector.Detector (None = no objects,
-    background only); face_detector: optional FaceDetector (used when the policy wants faces);
+    background only); face_detector: optional FaceDetector (used when the policy wants faces); tracker:
+    an edge.tracking.ObjectTracker giving each detection its track id (carried in its group's record);
     bg_interval: see BackgroundScheduler; bg_fill: with a refresh interval, send the background blocks
     the cloud's composite has no layer for once they are free (BackgroundFill); target_kbps: enables
     rate control; key: EncryptionKey for the policy's encrypted classes; first_index: stream frame
@@ -194,7 +196,8 @@ class EdgePipeline:
     frame on a thread while the current one is encoded (both runtimes release the GIL).
     """
 
-    def __init__(self, codec, policy: RoiPolicy, *, detector=None, face_detector=None, sink: FrameSink | None = None,
+    def __init__(self, codec, policy: RoiPolicy, *, detector=None, face_detector=None, tracker=None,
+                 sink: FrameSink | None = None,
                  stream_id: str = "cam0", bg_interval: int = 1, bg_fill: bool = True,
                  target_kbps: float | None = None,
                  rate: RateController | None = None, key=None, metrics: EdgeMetrics | None = None,
@@ -204,6 +207,7 @@ class EdgePipeline:
         if policy.encrypt and key is None:
             raise ValueError(f"classes to encrypt ({', '.join(sorted(policy.encrypt))}) need a key (--key KEYFILE)")
         self.codec, self.policy, self.detector, self.face_detector = codec, policy, detector, face_detector
+        self.tracker = tracker
         if detector is not None:
             detector.set_classes(policy.detector_classes)
         self.sink = sink or MemorySink()
@@ -251,8 +255,9 @@ class EdgePipeline:
         times["detect"] = time.perf_counter() - t if detect_s is None else detect_s
 
         t = time.perf_counter()
+        tracks = self.tracker.update(detections, frame.image) if self.tracker is not None else None
         h, w = frame.image.shape[:2]
-        plan = self.policy.plan(detections, h, w)
+        plan = self.policy.plan(tracks.detections if tracks else detections, h, w)
         send_bg, reason = self.background.decide(frame.index, frame.image)
         plan.send_background = send_bg
         if not send_bg and self.fill is not None:
@@ -290,7 +295,7 @@ class EdgePipeline:
         if self.rate is not None:
             self.rate.update(plan, group_bytes, len(data), dt)
         result = FrameResult(index, frame.index, plan, len(data), group_bytes, reason, times,
-                             encoded if self.keep_frames else None)
+                             encoded if self.keep_frames else None, tracks)
         self._account(result, frame, dt)
         return result
 

@@ -172,6 +172,7 @@ class GroupInfo:
     encrypt: bool
     blocks: int
     scale: int = 1  # coded at 1/scale resolution (codec.scaling)
+    track_id: int = 0  # the detection's track (edge.tracking; 0 = not tracked)
 
 
 FILL_SPACING_WITHOUT_INTERVAL = 5  # frames between background fills when there is no refresh interval
@@ -224,7 +225,8 @@ class GroupPlan:
     def encode_kwargs(self) -> dict:
         """Keyword arguments for Codec.encode (besides image, key and frame identity)."""
         return {"group_map": self.group_map, "qualities": self.qualities, "labels": self.labels,
-                "scores": self.scores, "encrypt": self.encrypt_ids, "groups": self.coded_ids, "scales": self.scales}
+                "scores": self.scores, "encrypt": self.encrypt_ids, "groups": self.coded_ids, "scales": self.scales,
+                "track_ids": {g: i.track_id for g, i in self.groups.items() if i.track_id}}
 
 
 def mask_to_blocks(mask: np.ndarray, min_coverage: float = 0.0) -> np.ndarray:
@@ -331,7 +333,7 @@ class RoiPolicy:
             gid = len(groups) + 1
             group_map[free] = gid
             groups[gid] = GroupInfo(det.label, det.score, self.quality_of(det.label), det.label in self.encrypt,
-                                    int(free.sum()))
+                                    int(free.sum()), track_id=det.track_id)
         bg_blocks = int((group_map == 0).sum())
         if bg_blocks:
             groups[0] = GroupInfo("background", 0.0, self.bg_quality, "background" in self.encrypt, bg_blocks,
