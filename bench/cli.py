@@ -10,6 +10,7 @@ BENCHMARKS = {
     "roi": "ROI-PSNR at equal rate on coco128-seg: uniform vs ROI mode vs WebP/AVIF",
     "downstream": "detector mAP50 on decoded coco128-seg: ROI mode vs JPEG/WebP/AVIF at matched bpp",
     "ggm": "bits under the trained GGM vs Gaussian entropy models",
+    "video": "bytes at equal ROI PSNR vs x264, x265, SVT-AV1 and x264 with ROI offsets (PyAV) per clip",
 }
 
 

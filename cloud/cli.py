@@ -88,7 +88,7 @@ def _save_region(client, region, keys, out: Path, composite: bool) -> dict:
         "composite" if composite and not region.encrypted else f"g{rec.group_id}")
     entry = {"stream_id": region.stream_id, "frame_index": region.frame_index, "timestamp_us": region.timestamp_us}
     if region.HasField("record"):
-        entry.update(group_id=rec.group_id, label=rec.label, score=round(rec.score, 4),
+        entry.update(group_id=rec.group_id, label=rec.label, score=round(rec.score, 4), track_id=rec.track_id,
                      bbox=[rec.bbox.x, rec.bbox.y, rec.bbox.width, rec.bbox.height],
                      quality=round(dequantize_quality(rec.quality), 4), encrypted=rec.HasField("encryption"),
                      key_id=rec.encryption.key_id or None)

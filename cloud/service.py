@@ -243,7 +243,8 @@ class RoiStreamService:
             for g in f.groups:
                 gi = info.groups.add(group_id=g.group_id, label=g.label, score=g.score,
                                      quality=quantize_quality(g.quality),
-                                     bytes=g.record_bytes, encrypted=g.encrypted, key_id=g.key_id)
+                                     bytes=g.record_bytes, encrypted=g.encrypted, key_id=g.key_id,
+                                     track_id=g.track_id)
                 gi.bbox.x, gi.bbox.y, gi.bbox.width, gi.bbox.height = g.bbox
         return resp
 

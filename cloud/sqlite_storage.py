@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS groups (
     key_id TEXT NOT NULL,
     offset INTEGER NOT NULL,
     length INTEGER NOT NULL,
+    track_id INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (frame_id, group_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS groups_by_label ON groups (label, frame_id);
@@ -80,7 +81,7 @@ CREATE TABLE IF NOT EXISTS segments (
 """
 
 GROUP_COLUMNS = ("f.timestamp_us, f.stream_id, f.frame_index, g.group_id, g.label, g.score, g.x, g.y, g.w, g.h, "
-                 "g.quality, g.length, g.encrypted, g.key_id, f.segment, g.offset, f.header")
+                 "g.quality, g.length, g.encrypted, g.key_id, g.track_id, f.segment, g.offset, f.header")
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,8 @@ _STOP = object()
 
 
 def _group_ref(row: tuple) -> GroupRef:
-    ts, stream_id, frame_index, gid, label, score, x, y, w, h, quality, length, enc, key_id, seg, off, header = row
-    meta = GroupMeta(gid, label, score, (x, y, w, h), dequantize_quality(quality), length, bool(enc), key_id)
+    ts, stream_id, frame_index, gid, label, score, x, y, w, h, quality, length, enc, key_id, track, seg, off, header = row
+    meta = GroupMeta(gid, label, score, (x, y, w, h), dequantize_quality(quality), length, bool(enc), key_id, track)
     return GroupRef(stream_id, frame_index, ts, meta, _Location(seg, off, length, header))
 
 
@@ -153,6 +154,9 @@ class SqliteSegmentStorage:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(groups)")}
+        if "track_id" not in columns:  # an index written before groups carried their track
+            self._conn.execute("ALTER TABLE groups ADD COLUMN track_id INTEGER NOT NULL DEFAULT 0")
         self._committed = dict(self._conn.execute("SELECT id, committed FROM segments"))
         self._segments = segments.SegmentWriter(self.data_dir / "segments", segment_bytes)
         self._segments.recover(self._committed)
@@ -236,7 +240,8 @@ class SqliteSegmentStorage:
                 for g, data in zip(task.frame.groups, records):
                     enc = g.HasField("encryption")
                     group_rows.append((g.group_id, g.label, g.score, g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height,
-                                       g.quality, int(enc), g.encryption.key_id if enc else "", pos, len(data)))
+                                       g.quality, int(enc), g.encryption.key_id if enc else "", pos, len(data),
+                                       g.track_id))
                     pos += len(data)
                 rows.append(((h.stream_id, h.frame_index, h.timestamp_us, now_us, h.width, h.height, h.weights_id,
                               h.SerializeToString(), segment, len(blob)), group_rows))
@@ -265,7 +270,7 @@ class SqliteSegmentStorage:
                                  "weights_id, header, segment, bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
                                  frame_row).lastrowid
             c.executemany("INSERT INTO groups (frame_id, group_id, label, score, x, y, w, h, quality, encrypted, "
-                          "key_id, offset, length) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                          "key_id, offset, length, track_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                           [(frame_id, *g) for g in group_rows])
             live[frame_row[8]] = live.get(frame_row[8], 0) + frame_row[9]
         committed = {}
@@ -360,12 +365,13 @@ class SqliteSegmentStorage:
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
                 for fid, *g in conn.execute(
-                        "SELECT frame_id, group_id, label, score, x, y, w, h, quality, length, encrypted, key_id "
+                        "SELECT frame_id, group_id, label, score, x, y, w, h, quality, length, encrypted, key_id, "
+                        "track_id "
                         f"FROM groups WHERE frame_id IN ({','.join('?' * len(chunk))}) ORDER BY frame_id, group_id",
                         chunk):
-                    gid, label, score, x, y, w, h, quality, length, enc, key_id = g
+                    gid, label, score, x, y, w, h, quality, length, enc, key_id, track = g
                     groups[fid].append(GroupMeta(gid, label, score, (x, y, w, h), dequantize_quality(quality), length,
-                                                 bool(enc), key_id))
+                                                 bool(enc), key_id, track))
         finally:
             conn.execute("COMMIT")
         return [FrameMeta(*r[1:], groups=tuple(groups[r[0]])) for r in rows]

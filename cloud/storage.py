@@ -41,6 +41,7 @@ class GroupMeta:
     record_bytes: int  # size of the stored record (metadata + payload)
     encrypted: bool
     key_id: str
+    track_id: int = 0  # GroupRecord.track_id (0 = not tracked)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .bitstream import (BITSTREAM_VERSION, QUALITY_STEPS, EncodedFrame, GroupRec
 from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
 from .geometry import BBox, bbox_blocks, block_grid_shape, frame_blocks, pad_image, upsample_blocks
-from .plan import FramePlan
+from .plan import FramePlan, GroupInfo
 from .runtime.backend import Backend
 from .weights import CodecWeights, load_codec_weights
 
@@ -35,6 +35,7 @@ class DecodedGroup:
     bbox: BBox
     pixels: np.ndarray  # uint8 [bbox.height, bbox.width, 3], black outside the mask
     mask: np.ndarray  # bool [bbox.height, bbox.width]: the group's pixels
+    track_id: int = 0  # the object's track (0 = not tracked)
 
 
 @dataclass
@@ -124,15 +125,15 @@ class Codec:
                     downscaled[factor] = _to_rgb_float(scaling.downscale(image, factor))
                 coarse = scaling.coarse_block_mask(block_mask, height, width, factor)
                 payload, _ = self.coder.encode(downscaled[factor], coarse, q_index)
-            self._add_record(frame, payload, block_mask, gid, q_index, scaling.scale_log2(factor), info.label,
-                             info.score, key if info.encrypt else None)
+            self._add_record(frame, payload, block_mask, gid, info, key if info.encrypt else None)
         return frame
 
-    def _add_record(self, frame: EncodedFrame, payload: bytes, block_mask: np.ndarray, gid: int, q_index: int,
-                    scale_log2: int, label: str, score: float, key: crypto.EncryptionKey | None) -> None:
+    def _add_record(self, frame: EncodedFrame, payload: bytes, block_mask: np.ndarray, gid: int, info: GroupInfo,
+                    key: crypto.EncryptionKey | None) -> None:
         rec = frame.groups.add()
-        rec.group_id, rec.label, rec.score, rec.quality = gid, label, score, q_index
-        rec.scale_log2 = scale_log2
+        rec.group_id, rec.label, rec.score, rec.quality = gid, info.label, info.score, quantize_quality(info.quality)
+        rec.track_id = info.track_id  # set before the CRC and the AES-GCM binding, which cover the record's metadata
+        rec.scale_log2 = scaling.scale_log2(info.scale)
         set_block_mask(frame.header, rec, block_mask)
         if key is not None:
             rec.encryption.algorithm, rec.encryption.key_id = crypto.ALGORITHM, key.key_id
@@ -174,7 +175,7 @@ class Codec:
         mask = in_box[: box.height, : box.width]  # the group's pixels in its box
         rgb = np.rint(pixels.transpose(1, 2, 0)[region] * 255).astype(np.uint8) * mask[..., None]
         return DecodedGroup(record.group_id, record.label, float(record.score), dequantize_quality(record.quality),
-                            box, rgb, mask)
+                            box, rgb, mask, int(record.track_id))
 
     def decode(self, frame: EncodedFrame | bytes, groups: Iterable[int] | None = None,
                labels: Iterable[str] | None = None, keys: crypto.Keyring | None = None,

@@ -97,7 +97,7 @@ def _info(args: argparse.Namespace) -> int:
     frame = parse_frame(args.input.read_bytes())
     h = frame.header
     groups = [{
-        "group_id": g.group_id, "label": g.label, "score": round(g.score, 4),
+        "group_id": g.group_id, "label": g.label, "score": round(g.score, 4), "track_id": g.track_id,
         "bbox": [g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height], "quality": round(dequantize_quality(g.quality), 4),
         "scale": 1 << g.scale_log2, "bytes": len(g.payload), "encrypted": g.HasField("encryption"),
         **({"key_id": g.encryption.key_id} if g.HasField("encryption") else {}),

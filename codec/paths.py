@@ -68,6 +68,11 @@ def video_path() -> Path:
     return shared_dir() / "data" / "video" / "vtest.avi"
 
 
+def video_bench_dir() -> Path:
+    """Benchmark clips measured beside vtest.avi (never trained on)."""
+    return shared_dir() / "data" / "video-bench"
+
+
 def detector_weights() -> Path:
     return shared_dir() / "weights" / "yolov8n-seg_int8.onnx"
 

@@ -24,7 +24,8 @@ NOT_CODED = -1  # group-map id of blocks no group codes (a background fill leave
 @dataclass(frozen=True)
 class GroupInfo:
     """One group: quality q in [0, 1], label, detector score, sealed with the key or not, coded at
-    1/scale resolution (1, 2, 4 or 8; codec.scaling), and its number of blocks in the group map."""
+    1/scale resolution (1, 2, 4 or 8; codec.scaling), its number of blocks in the group map, and the
+    object's track id (carried in the record, not coded; 0 = not tracked)."""
 
     label: str
     quality: float
@@ -32,6 +33,7 @@ class GroupInfo:
     encrypt: bool = False
     scale: int = 1
     blocks: int = 0
+    track_id: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.quality <= 1.0:

@@ -56,7 +56,7 @@ def build_pipeline(args: argparse.Namespace):
     metrics = EdgeMetrics(args.stream)
     first = spool.next_index(args.stream) if args.first_index is None else args.first_index
     pipeline = EdgePipeline.init(codec, policy, detector=detector, face_detector=faces,
-                                 sink=SpoolSink(spool, streamer), stream_id=args.stream, bg_interval=args.bg_interval,
+                                 tracker=None if args.tracker == "none" else args.tracker, sink=SpoolSink(spool, streamer), stream_id=args.stream, bg_interval=args.bg_interval,
                                  bg_fill=not args.no_bg_fill, target_kbps=args.target_kbps, key=key, metrics=metrics,
                                  status=None if args.no_status else sys.stderr, first_index=first,
                                  pipelined=not args.sequential)
@@ -140,6 +140,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-bg-fill", action="store_true",
                    help="with --bg-interval, do not send the background blocks that objects hid at every refresh "
                         "once they are free (the cloud's composites then stay black there)")
+    g.add_argument("--tracker", choices=("bytetrack", "botsort", "none"), default="bytetrack",
+                   help="give each object a track id across frames, carried in its group (default bytetrack)")
     g.add_argument("--margin", type=int, default=8, help="dilation of instance masks in pixels (default 8)")
     g.add_argument("--min-size", type=int, default=256, help="ignore instances smaller than this many pixels")
     g.add_argument("--max-groups", type=int, default=32, help="most object groups per frame")

@@ -17,6 +17,7 @@ from codec.plan import FramePlan
 
 from .sinks import SinkState
 from .sources import SourceStats
+from .tracking import TrackUpdate
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class FrameResult:
     group_bytes: dict[int, int]
     times: dict[str, float]
     frame: object = None  # the EncodedFrame (when the pipeline keeps frames)
+    tracks: TrackUpdate | None = None  # the tracker's update (None without a tracker)
 
     @property
     def background(self) -> str:

@@ -1,4 +1,4 @@
-"""The edge pipeline: capture -> detect -> plan -> encode -> sink, with per-stage timings.
+"""The edge pipeline: capture -> detect -> track -> plan -> encode -> sink, with per-stage timings.
 
 Drive it from Python::
 
@@ -11,7 +11,7 @@ Drive it from Python::
     summary = pipe.run(open_source("video.avi"), max_frames=100)
     print(summary.to_dict())
 
-The constructor takes ready parts (codec, detector, planner, sink, observers) so each can be
+The constructor takes ready parts (codec, detector, tracker, planner, sink, observers) so each can be
 swapped or tested alone; `EdgePipeline.init` builds them from the plain settings of
 `roistream edge run`. The loop itself decides nothing: the planner says what to code
 (`edge.planner`), the sink where it goes (`edge.sinks`), the observers report (`edge.observers`).
@@ -33,8 +33,9 @@ from .planner import FramePlanner
 from .policy import RoiPolicy
 from .sinks import FrameSink, MemorySink
 from .sources import Frame, Source
+from .tracking import ObjectTracker
 
-STAGES = ("capture", "detect", "group", "encode", "send")
+STAGES = ("capture", "detect", "track", "group", "encode", "send")
 
 
 @dataclass
@@ -79,7 +80,7 @@ class EdgePipeline:
     """Capture, detect, plan, encode and hand frames to a sink.
 
     codec: codec.api.Codec; detector: edge.detector.FrameDetector; planner: edge.planner.FramePlanner;
-    sink: edge.sinks (MemorySink, SpoolSink); observers: edge.observers (metrics, status line,
+    tracker: edge.tracking.ObjectTracker giving each detection its track id (None = untracked); sink: edge.sinks (MemorySink, SpoolSink); observers: edge.observers (metrics, status line,
     callbacks); key: EncryptionKey for the plan's encrypted groups; first_index: stream frame index of
     the source's frame 0; keep_frames: keep each EncodedFrame in its FrameResult; status_interval:
     seconds between the observers' on_status calls; pipelined: capture and detect the next frame on a
@@ -87,13 +88,14 @@ class EdgePipeline:
     """
 
     def __init__(self, codec, detector: FrameDetector, planner: FramePlanner, sink: FrameSink, *,
-                 stream_id: str = "cam0", key=None, first_index: int = 0,
+                 tracker: ObjectTracker | None = None, stream_id: str = "cam0", key=None, first_index: int = 0,
                  observers: Sequence[EdgeObserver] = (), keep_frames: bool = False,
                  status_interval: float = 1.0, pipelined: bool = False):
         if planner.policy.encrypt and key is None:
             raise ValueError(f"classes to encrypt ({', '.join(sorted(planner.policy.encrypt))}) need a key "
                              f"(--key KEYFILE)")
         self.codec, self.detector, self.planner, self.sink = codec, detector, planner, sink
+        self.tracker = tracker
         self.stream_id, self.key, self.first_index = stream_id, key, first_index
         self.observers = list(observers)
         self.keep_frames, self.status_interval, self.pipelined = keep_frames, status_interval, pipelined
@@ -109,11 +111,13 @@ class EdgePipeline:
 
     @classmethod
     def init(cls, codec, policy: RoiPolicy, *, detector=None, face_detector=None, sink: FrameSink | None = None,
-             stream_id: str = "cam0", bg_interval: int = 1, bg_fill: bool = True, target_kbps: float | None = None,
+             tracker: str | None = None, stream_id: str = "cam0", bg_interval: int = 1, bg_fill: bool = True,
+             target_kbps: float | None = None,
              key=None, metrics: EdgeMetrics | None = None, status: TextIO | None = None,
              on_frame: Callable[[FrameResult], None] | None = None, **options) -> "EdgePipeline":
         """A pipeline from plain settings: detector (YOLO-seg, None = background only) and
-        face_detector (used when the policy wants faces); bg_interval: see BackgroundScheduler;
+        face_detector (used when the policy wants faces); tracker: "bytetrack" or "botsort" (None =
+        no track ids); bg_interval: see BackgroundScheduler;
         bg_fill: with a refresh interval, send the background blocks the cloud's composite has no
         layer for (BackgroundFill); target_kbps: rate control; metrics, status (a stream for the
         status line) and on_frame become observers; `options` go to the constructor."""
@@ -122,8 +126,9 @@ class EdgePipeline:
         planner = FramePlanner.init(policy, bg_interval=bg_interval, bg_fill=bg_fill, target_kbps=target_kbps)
         observers = [o for o in (metrics, StatusLine(status) if status is not None else None,
                                  FrameCallback(on_frame) if on_frame is not None else None) if o is not None]
-        return cls(codec, frame_detector, planner, sink if sink is not None else MemorySink(), stream_id=stream_id,
-                   key=key, observers=observers, **options)
+        return cls(codec, frame_detector, planner, sink if sink is not None else MemorySink(),
+                   tracker=ObjectTracker(tracker) if tracker else None, stream_id=stream_id, key=key,
+                   observers=observers, **options)
 
     # ---- one frame
     def _capture_detect(self, it) -> tuple[Frame, float, list, float] | None:
@@ -144,6 +149,12 @@ class EdgePipeline:
         if detections is None:
             detections = self.detector.detect(frame.image)
         times["detect"] = time.perf_counter() - t if detect_s is None else detect_s
+
+        t = time.perf_counter()
+        tracks = self.tracker.update(detections, frame.image) if self.tracker is not None else None
+        if tracks is not None:
+            detections = tracks.detections
+        times["track"] = time.perf_counter() - t
 
         t = time.perf_counter()
         dt = self._default_dt if self._prev_ts is None else max((frame.timestamp_us - self._prev_ts) / 1e6, 1e-3)
@@ -168,7 +179,7 @@ class EdgePipeline:
         group_bytes = {r.group_id: len(r.payload) for r in encoded.groups} if encoded is not None else {}
         self.planner.record(frame, plan, group_bytes, len(data), dt)
         result = FrameResult(index, frame.index, plan, len(data), group_bytes, times,
-                             encoded if self.keep_frames else None)
+                             encoded if self.keep_frames else None, tracks)
         self._account(result, dt)
         if self.observers:
             status = self.status()

@@ -124,7 +124,7 @@ class RoiPolicy:
             gid = len(groups) + 1
             group_map[free] = gid
             groups[gid] = GroupInfo(det.label, self.quality_of(det.label), float(det.score), det.label in self.encrypt,
-                                    blocks=int(free.sum()))
+                                    blocks=int(free.sum()), track_id=det.track_id)
         bg_blocks = int((group_map == 0).sum())
         if bg_blocks:
             groups[BACKGROUND] = GroupInfo("background", self.bg_quality, 0.0, "background" in self.encrypt,

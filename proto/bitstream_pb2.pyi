@@ -49,7 +49,7 @@ class Encryption(_message.Message):
     def __init__(self, algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class GroupRecord(_message.Message):
-    __slots__ = ("group_id", "label", "score", "bbox", "block_runs", "quality", "payload", "crc32", "encryption", "scale_log2")
+    __slots__ = ("group_id", "label", "score", "bbox", "block_runs", "quality", "payload", "crc32", "encryption", "scale_log2", "track_id")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class GroupRecord(_message.Message):
     CRC32_FIELD_NUMBER: _ClassVar[int]
     ENCRYPTION_FIELD_NUMBER: _ClassVar[int]
     SCALE_LOG2_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     group_id: int
     label: str
     score: float
@@ -70,7 +71,8 @@ class GroupRecord(_message.Message):
     crc32: int
     encryption: Encryption
     scale_log2: int
-    def __init__(self, group_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., bbox: _Optional[_Union[BBox, _Mapping]] = ..., block_runs: _Optional[_Iterable[int]] = ..., quality: _Optional[int] = ..., payload: _Optional[bytes] = ..., crc32: _Optional[int] = ..., encryption: _Optional[_Union[Encryption, _Mapping]] = ..., scale_log2: _Optional[int] = ...) -> None: ...
+    track_id: int
+    def __init__(self, group_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., bbox: _Optional[_Union[BBox, _Mapping]] = ..., block_runs: _Optional[_Iterable[int]] = ..., quality: _Optional[int] = ..., payload: _Optional[bytes] = ..., crc32: _Optional[int] = ..., encryption: _Optional[_Union[Encryption, _Mapping]] = ..., scale_log2: _Optional[int] = ..., track_id: _Optional[int] = ...) -> None: ...
 
 class EncodedFrame(_message.Message):
     __slots__ = ("header", "groups")

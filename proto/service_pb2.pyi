@@ -93,7 +93,7 @@ class ListFramesRequest(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., frames: _Optional[_Union[FrameRange, _Mapping]] = ..., time: _Optional[_Union[TimeRange, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class GroupInfo(_message.Message):
-    __slots__ = ("group_id", "label", "score", "bbox", "quality", "bytes", "encrypted", "key_id")
+    __slots__ = ("group_id", "label", "score", "bbox", "quality", "bytes", "encrypted", "key_id", "track_id")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,7 @@ class GroupInfo(_message.Message):
     BYTES_FIELD_NUMBER: _ClassVar[int]
     ENCRYPTED_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     group_id: int
     label: str
     score: float
@@ -110,7 +111,8 @@ class GroupInfo(_message.Message):
     bytes: int
     encrypted: bool
     key_id: str
-    def __init__(self, group_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., bbox: _Optional[_Union[_bitstream_pb2.BBox, _Mapping]] = ..., quality: _Optional[int] = ..., bytes: _Optional[int] = ..., encrypted: _Optional[bool] = ..., key_id: _Optional[str] = ...) -> None: ...
+    track_id: int
+    def __init__(self, group_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., bbox: _Optional[_Union[_bitstream_pb2.BBox, _Mapping]] = ..., quality: _Optional[int] = ..., bytes: _Optional[int] = ..., encrypted: _Optional[bool] = ..., key_id: _Optional[str] = ..., track_id: _Optional[int] = ...) -> None: ...
 
 class FrameInfo(_message.Message):
     __slots__ = ("stream_id", "frame_index", "timestamp_us", "width", "height", "groups")

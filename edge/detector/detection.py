@@ -18,6 +18,7 @@ class Detection:
     score: float
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
     mask: np.ndarray  # bool [H, W] at frame resolution
+    track_id: int = 0  # the object's track (edge.tracking), 0 = not tracked
 
     @property
     def area(self) -> int:
