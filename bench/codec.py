@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from codec import paths
+from codec.metrics import psnr
 
-from .common import md_table, psnr, write_results
+from .common import md_table, write_results
 
 
 def voronoi_groups(grid: tuple[int, int], count: int, seed: int = 0) -> np.ndarray:
@@ -33,9 +34,9 @@ def voronoi_groups(grid: tuple[int, int], count: int, seed: int = 0) -> np.ndarr
 def entropy_throughput(codec, image: np.ndarray, q_index: int) -> tuple[float, float, int]:
     """(encode symbols/s, decode symbols/s, symbols) of the range coder on one image's y symbols."""
     from codec import entropy
-    from codec.geometry import block_grid_shape, pad_image
+    from codec.geometry import block_grid_shape, model_input
 
-    padded = pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255
+    padded = model_input(image)
     q = codec.coder.quantize(padded, np.ones(block_grid_shape(*image.shape[:2]), bool), q_index)
     symbols, cells = q.y_symbols.ravel(), q.y_cells.ravel()
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Shared helpers for benchmarks: result files, image metrics, timing."""
+"""Shared helpers for benchmarks: result files, machine facts, timing."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    diff = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-    mse = diff[mask].mean() if mask is not None else diff.mean()
-    return float(10 * np.log10(255**2 / max(mse, 1e-10)))
 
 
 def machine() -> dict:

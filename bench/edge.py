@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from codec import paths
+from codec.metrics import psnr
 from roistream.local import jpeg_at_psnr, roi_psnr
 
-from .common import md_table, psnr, save_figure, subplots, write_results
+from .common import md_table, save_figure, subplots, write_results
 
 GOALS = {"fps": 5.0, "jpeg_ratio": 5.0, "jpeg_ratio_refresh": 20.0}
 

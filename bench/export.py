@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from codec import paths
+from codec.metrics import psnr
 
-from .common import md_table, psnr, write_results
+from .common import md_table, write_results
 
 
 def _timed(fn, repeats: int):
@@ -39,7 +40,7 @@ def run(n_images: int, threads: int, quality: float, repeats: int, models: Path 
     from codec.api import Codec
     from codec.data import load_rgb
     from codec.bitstream import quantize_quality
-    from codec.geometry import block_grid_shape, pad_image
+    from codec.geometry import block_grid_shape, model_input
     from codec.runtime import load
     from codec.weights import load_codec_weights
     from export.onnx import ensure_exported
@@ -59,13 +60,13 @@ def run(n_images: int, threads: int, quality: float, repeats: int, models: Path 
                                 "torch_encode", "ort_encode", "torch_decode", "ort_decode")}
     max_y = max_z = 0.0
     exact = 0
-    warm = pad_image(load_rgb(images[0])).transpose(2, 0, 1)[None].astype(np.float32) / 255
+    warm = model_input(load_rgb(images[0]))[None]
     warm_cells = np.ones((1, 1, warm.shape[2] // 16, warm.shape[3] // 16), np.float32)
     for be in (torch_be, onnx_be):  # first-run allocations and kernel selection stay out of the figures
         be.analyze(warm, warm_cells, gain[None])
     for i, path in enumerate(images):
         image = load_rgb(path)
-        padded = pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255
+        padded = model_input(image)
         x = padded[None]
         cells = np.ones((1, 1, x.shape[2] // 16, x.shape[3] // 16), np.float32)
         mask = np.ones(block_grid_shape(*image.shape[:2]), bool)

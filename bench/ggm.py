@@ -43,9 +43,9 @@ def _gauss_bits(r: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 def group_bits(codec, image: np.ndarray, block_mask: np.ndarray, q: float) -> dict[str, float]:
     from codec.bitstream import quantize_quality
-    from codec.geometry import pad_image
+    from codec.geometry import model_input
 
-    padded = pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255
+    padded = model_input(image)
     sym = codec.coder.quantize(padded, block_mask, quantize_quality(q))
     w = codec.weights
     n_sigma = w.sigma_levels.size

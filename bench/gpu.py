@@ -97,7 +97,7 @@ def run(n_frames: int, n_images: int, models: Path | None, build: bool) -> dict 
         return None
     from codec.api import Codec
     from codec.bitstream import quantize_quality
-    from codec.geometry import block_grid_shape, pad_image
+    from codec.geometry import block_grid_shape, model_input
     from codec.weights import load_codec_weights
     from export.onnx import ensure_exported
 
@@ -110,7 +110,7 @@ def run(n_frames: int, n_images: int, models: Path | None, build: bool) -> dict 
     results: dict = {"gpu": torch.cuda.get_device_name(0), "missing": missing, "fps": {}, "exact_decoding": {}}
     for label, (h, wd) in SIZES.items():
         frames = _frames(n_images, h, wd)
-        padded = [pad_image(f).transpose(2, 0, 1).astype(np.float32) / 255 for f in frames]
+        padded = [model_input(f) for f in frames]
         xs = [p[None] for p in padded]
         cells = np.ones((1, 1, xs[0].shape[2] // 16, xs[0].shape[3] // 16), np.float32)
         mask = np.ones(block_grid_shape(h, wd), bool)

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from codec import paths
+from codec.metrics import psnr
 
 from .baselines import QUALITIES, encode_decode
-from .common import md_table, psnr, run_module, save_figure, subplots, write_results
+from .common import md_table, run_module, save_figure, subplots, write_results
 from .metrics import bd_rate, ms_ssim
 
 OUR_QUALITIES = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)

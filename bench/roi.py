@@ -18,9 +18,10 @@ import argparse
 import numpy as np
 
 from codec import paths
+from codec.metrics import psnr
 
 from .baselines import at_bpp
-from .common import md_table, psnr, run_module, save_figure, subplots, write_results
+from .common import md_table, run_module, save_figure, subplots, write_results
 
 UNIFORM_Q = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75)
 ROI_Q = (0.4, 0.6, 0.8, 1.0)

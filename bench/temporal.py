@@ -30,7 +30,8 @@ import json
 import numpy as np
 
 from codec import paths
-from roistream.local import jpeg_at_psnr, psnr_over
+from codec.metrics import psnr
+from roistream.local import jpeg_at_psnr
 
 from .common import RESULTS, md_table, write_results
 
@@ -104,7 +105,7 @@ def run_variant(codec, frames, plans, intra_coded, background, quality: float, s
                 payload += n
         reference = recon
         if roi.any():
-            db.append(psnr_over(image, recon, roi))
+            db.append(psnr(image, recon, roi))
             jpeg.append(jpeg_at_psnr(image, roi, db[-1])[0])
     return {"slack": slack, "blocks": blocks, "skipped": skipped, "skipped_fraction": skipped / max(blocks, 1),
             "object_bytes_per_frame": payload / len(frames), "roi_psnr_db": float(np.mean(db)),

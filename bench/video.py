@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from codec import paths
+from codec.metrics import psnr
 
-from .common import md_table, psnr, run_module, save_figure, subplots, write_results
+from .common import md_table, run_module, save_figure, subplots, write_results
 from .peers import PEERS, Rect, available, encode_clip
 
 

@@ -20,7 +20,7 @@ from .bitstream import (BITSTREAM_VERSION, QUALITY_STEPS, EncodedFrame, GroupRec
                         record_crc, set_block_mask)
 from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
-from .geometry import BBox, bbox_blocks, block_grid_shape, frame_blocks, pad_image, upsample_blocks
+from .geometry import BBox, bbox_blocks, block_grid_shape, frame_blocks, model_input, upsample_blocks
 from .plan import FramePlan, GroupInfo
 from .runtime.backend import Backend
 from .weights import CodecWeights, load_codec_weights
@@ -66,7 +66,7 @@ class DecodedFrame:
 def _to_rgb_float(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
-    return pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255.0
+    return model_input(image)
 
 
 class Codec:

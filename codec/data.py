@@ -17,7 +17,7 @@ import numpy as np
 from .geometry import BLOCK
 
 MAX_SIDE = 1024
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}  # what cv2.imread reads
 
 
 def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:

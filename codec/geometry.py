@@ -31,6 +31,11 @@ def pad_image(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
 
 
+def model_input(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 image as the networks take it: padded, 3xHxW float32 in [0, 1]."""
+    return pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
 @dataclass(frozen=True)
 class Crop:
     """A group's computation window in hyper cells: rows [r0, r1), cols [c0, c1)."""

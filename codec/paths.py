@@ -15,6 +15,8 @@ package may ask it for a location and each location is decided here once.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -79,3 +81,17 @@ def detector_weights() -> Path:
 
 def face_weights() -> Path:
     return shared_dir() / "weights" / "face_detection_yunet.onnx"
+
+
+@contextmanager
+def replacing(path: Path | str) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; it replaces `path` only when the block ends
+    without an error, so readers never see a half-written file (each process writes its own)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -128,11 +128,10 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig()) -> Path:
     bar = tqdm(total=cfg.steps, initial=step, mininterval=30, desc="train")
 
     def save() -> Path:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "config": {**asdict(cfg), "out": str(cfg.out)}, "model_config": model.config.as_dict()},
-                   ckpt_path.with_suffix(".tmp"))
-        ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+        with paths.replacing(ckpt_path) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                        "config": {**asdict(cfg), "out": str(cfg.out)}, "model_config": model.config.as_dict()}, tmp)
         return export_weights(model, cfg.out / "weights.npz", notes={"steps": step})
 
     stop_signal: list[int] = []  # SIGINT / SIGTERM: checkpoint, then stop (a stopped job loses nothing)

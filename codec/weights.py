@@ -145,10 +145,8 @@ def export_weights(model: RoiCodecModel, path: Path, notes: dict | None = None) 
     check_exact_bounds([IntLayer.from_arrays(_layer_arrays(arrays, i)) for i in range(len(model.h_s.layers))])
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    with paths.replacing(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
     return path
 
 

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.data import IMAGE_SUFFIXES
+
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 GLOB_CHARS = re.compile(r"[*?\[]")
 

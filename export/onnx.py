@@ -24,7 +24,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -243,9 +242,8 @@ def export_onnx(weights=None, out_dir: Path | str | None = None, *, opset: int =
             set_metadata(model, {**base_meta, "graph": graph, "precision": precision,
                                  "inputs": ",".join(INPUTS[graph]), "outputs": ",".join(OUTPUTS[graph])})
             path = out / model_filename(graph, precision)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            onnx.save(model, str(tmp))
-            tmp.replace(path)
+            with paths.replacing(path) as tmp:
+                onnx.save(model, str(tmp))
             key = path.stem
             result.files[key] = path
             manifest["files"][path.name] = {"graph": graph, "precision": precision, "sha256": sha256(path),

@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from codec import paths
 from codec.runtime.models import (ENGINE_PRECISIONS, GRAPHS, SIZE_MULTIPLE, FrameProfile, check_model_weights,
                                   engine_filename, engine_sidecar, model_filename)
 from codec.runtime.tensorrt_backend import TensorRTBackend, import_tensorrt
@@ -81,10 +82,8 @@ def build_engine(onnx_path: Path, engine_path: Path, shapes: dict, *, workspace_
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_suffix(".tmp")
-    tmp.write_bytes(bytes(serialized))
-    tmp.replace(engine_path)
+    with paths.replacing(engine_path) as tmp:
+        tmp.write_bytes(bytes(serialized))
     if cache is not None:
         timing_cache.write_bytes(bytes(cache.serialize()))
     return {"build_seconds": round(time.perf_counter() - start, 1), "bytes": engine_path.stat().st_size}

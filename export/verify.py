@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from codec import paths
-from codec.geometry import block_grid_shape
+from codec.geometry import block_grid_shape, model_input
 from codec.plan import FramePlan
 from codec.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from codec.runtime.torch_backend import TorchBackend
@@ -46,12 +46,6 @@ def kodak_images(n: int | None = None, names: tuple[str, ...] = DEFAULT_IMAGES) 
     ordered = [folder / n_ for n_ in names if (folder / n_).is_file()]
     ordered += [p for p in every if p not in ordered]
     return ordered if n is None else ordered[: max(int(n), 1)]
-
-
-def _padded(image: np.ndarray) -> np.ndarray:
-    from codec.geometry import pad_image
-
-    return pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,7 +90,7 @@ def verify_backend(backend, weights, *, images: list[Path] | None = None, n_imag
     inputs = []
     for path in images or kodak_images(n_images):
         image = load_rgb(path)
-        x = _padded(image)[None]
+        x = model_input(image)[None]
         cells = np.ones((1, 1, x.shape[2] // 16, x.shape[3] // 16), np.float32)
         inputs.append((path.name, image, x, cells))
     # a batch of two frames of one size (both dynamic axes are already covered by the orientations)

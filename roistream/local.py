@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.metrics import psnr
+
 
 @contextmanager
 def local_cloud(data_dir: Path, codec=None) -> Iterator:
@@ -65,18 +67,13 @@ def stream_source(server, codec, detector, policy, source, *, stream: str, spool
     return summary, delivery
 
 
-def psnr_over(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2)[mask].mean()
-    return float(10 * np.log10(255**2 / max(mse, 1e-10)))
-
-
 def roi_psnr(codec, frame, image: np.ndarray) -> tuple[float, np.ndarray]:
     """PSNR over the pixels of a frame's object groups as decoded, and that pixel mask."""
     ids = [g.group_id for g in frame.groups if g.group_id != 0]
     if not ids:
         return float("nan"), np.zeros(image.shape[:2], bool)
     dec = codec.decode(frame, groups=ids)
-    return psnr_over(image, dec.image, dec.mask), dec.mask
+    return psnr(image, dec.image, dec.mask), dec.mask
 
 
 def jpeg_at_psnr(image: np.ndarray, mask: np.ndarray, target_db: float) -> tuple[int, int, float]:
@@ -88,7 +85,7 @@ def jpeg_at_psnr(image: np.ndarray, mask: np.ndarray, target_db: float) -> tuple
     def enc(q):
         _, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, q])
         dec = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        return len(buf), psnr_over(image, dec, mask)
+        return len(buf), psnr(image, dec, mask)
 
     lo, hi = 1, 100
     best = (*enc(100), 100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.common import psnr
+from codec.metrics import psnr
 from bench.peers import PEERS, available, encode_clip
 from tests.edge_fixtures import needs_shared, vtest_frames
 

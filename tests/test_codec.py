@@ -6,25 +6,17 @@ import torch
 
 from codec.api import Codec
 from codec.bitstream import EncodedFrame, parse_frame, record_crc
-from codec.geometry import block_grid_shape, pad_image, rle_encode, upsample_blocks
+from codec.geometry import block_grid_shape, model_input, rle_encode, upsample_blocks
+from codec.metrics import psnr
 from codec.plan import FramePlan
 from codec.runtime.torch_backend import TorchBackend
 
 from .conftest import three_group_map
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * np.log10(255**2 / max(mse, 1e-10))
-
-
-def _padded(image):
-    return pad_image(image).transpose(2, 0, 1).astype(np.float32) / 255.0
-
-
 def test_decoder_y_hat_equals_encoder_y_hat(codec, small_image):
     gm = three_group_map(*small_image.shape[:2])
-    padded = _padded(small_image)
+    padded = model_input(small_image)
     for gid in (0, 1, 2):
         mask = gm == gid
         payload, y_enc = codec.coder.encode(padded, mask, 200)
@@ -40,7 +32,7 @@ def test_round_trip_quality_is_sane_and_rises_with_q(codec, small_image):
         data = codec.encode(small_image, FramePlan.from_groups(gm, q)).SerializeToString()
         image = codec.decode(data).image
         assert image.shape == small_image.shape
-        results.append((len(data), _psnr(image, small_image)))
+        results.append((len(data), psnr(image, small_image)))
     (bytes_lo, psnr_lo), (bytes_hi, psnr_hi) = results
     assert bytes_hi > bytes_lo
     assert psnr_hi > psnr_lo
@@ -85,8 +77,8 @@ def test_group_computation_touches_only_its_crop(codec, small_image):
     other = small_image.copy()
     outside = ~upsample_blocks(gm == 1)[: small_image.shape[0], : small_image.shape[1]]
     other[outside] = 255 - other[outside]
-    a = codec.coder.encode(_padded(small_image), gm == 1, 180)[0]
-    b = codec.coder.encode(_padded(other), gm == 1, 180)[0]
+    a = codec.coder.encode(model_input(small_image), gm == 1, 180)[0]
+    b = codec.coder.encode(model_input(other), gm == 1, 180)[0]
     assert a == b
 
 
@@ -95,13 +87,13 @@ def test_float16_analysis_still_decodes_exactly(codec, small_image):
     the table cells and means come from integers only."""
     gm = three_group_map(*small_image.shape[:2])
     half = Codec(codec.weights, TorchBackend(codec.coder.transforms, dtype=torch.float16))
-    padded = _padded(small_image)
+    padded = model_input(small_image)
     for gid in (0, 1):
         payload, y_enc = half.coder.encode(padded, gm == gid, 150)
         decoded = codec.coder.decode(payload, gm == gid, 150)
         assert np.array_equal(decoded.y_hat, y_enc)
-    psnr_half = _psnr(codec.decode(half.encode(small_image, FramePlan.from_groups(gm, 0.5)).SerializeToString()).image, small_image)
-    psnr_full = _psnr(codec.decode(codec.encode(small_image, FramePlan.from_groups(gm, 0.5)).SerializeToString()).image, small_image)
+    psnr_half = psnr(codec.decode(half.encode(small_image, FramePlan.from_groups(gm, 0.5)).SerializeToString()).image, small_image)
+    psnr_full = psnr(codec.decode(codec.encode(small_image, FramePlan.from_groups(gm, 0.5)).SerializeToString()).image, small_image)
     assert abs(psnr_half - psnr_full) < 0.3
 
 
@@ -164,7 +156,7 @@ def test_background_at_reduced_resolution(codec, kodak_image, factor):
     bg = decoded.groups[0]
     assert np.array_equal(bg.mask, upsample_blocks(gm == 0)[bg.bbox.slices])
     assert not bg.pixels[~bg.mask].any()
-    assert _psnr(bg.pixels[bg.mask], image[bg.bbox.slices][bg.mask]) > 18.0
+    assert psnr(bg.pixels[bg.mask], image[bg.bbox.slices][bg.mask]) > 18.0
     alone = EncodedFrame()
     alone.header.CopyFrom(scaled.header)
     alone.groups.add().CopyFrom(scaled.groups[0])

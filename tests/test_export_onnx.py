@@ -73,9 +73,9 @@ def test_dynamic_sizes_and_batch_match_torch(codec, exported_models, small_image
     # (oneDNN) analysis is itself about 1e-4 away from it, so comparing with it would test torch's rounding
     exact_be = TorchBackend(codec.coder.transforms, dtype=torch.float64)
     gain, inverse = codec.coder.transforms.gain_vectors(200)
-    from codec.geometry import pad_image
+    from codec.geometry import model_input
 
-    base = pad_image(small_image).transpose(2, 0, 1).astype(np.float32) / 255  # 256x256
+    base = model_input(small_image)  # 256x256
     for b, h, w in ((1, 64, 64), (3, 128, 64), (2, 192, 256)):
         x = np.ascontiguousarray(np.stack([np.roll(base, k * 7, axis=2)[:, :h, :w] for k in range(b)]))
         cells = np.ones((b, 1, h // 16, w // 16), np.float32)

@@ -10,7 +10,6 @@ rounding, so its detections are the int8 model's up to that rounding.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from codec import paths
@@ -80,10 +79,8 @@ def dequantize_dynamic_int8(src: Path | str, dst: Path | str) -> Path:
     graph.initializer.extend(initializers)
     onnx.checker.check_model(model)
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")  # concurrent first uses each write their own
-    onnx.save(model, str(tmp))
-    tmp.replace(dst)
+    with paths.replacing(dst) as tmp:  # concurrent first uses each write their own
+        onnx.save(model, str(tmp))
     return dst
 
 
