@@ -218,11 +218,15 @@ class SqliteSegmentStorage:
                                   (stream_id, frame_index)).fetchone() is not None
 
     def _write_batch(self, batch: list[_Put]) -> None:
-        """Append all new frames, fsync once, commit once, then resolve every caller."""
-        results: list[PutResult] = []
-        rows: list[tuple] = []  # (frame row, group rows)
+        """Append all new frames, fsync once, commit once, then resolve every caller.
+
+        Each frame's index rows go in under their own savepoint: a frame whose rows the index refuses
+        fails alone (its bytes stay in the segment, counted committed but not live), the others commit.
+        """
+        results: list[PutResult | Exception] = []
+        rows: list[tuple] = []  # (position in batch, frame row, group rows)
         seen: set[tuple[str, int]] = set()
-        touched: set[int] = set()
+        ends: dict[int, int] = {}  # segment -> end of the bytes this batch appended
         now_us = int(self._clock() * 1e6)
         try:
             for task in batch:
@@ -235,7 +239,7 @@ class SqliteSegmentStorage:
                 records = [g.SerializeToString() for g in task.frame.groups]
                 blob = b"".join(records)
                 segment, offset = self._segments.append(blob)
-                touched.add(segment)
+                ends[segment] = offset + len(blob)
                 group_rows, pos = [], offset
                 for g, data in zip(task.frame.groups, records):
                     enc = g.HasField("encryption")
@@ -243,43 +247,58 @@ class SqliteSegmentStorage:
                                        g.quality, int(enc), g.encryption.key_id if enc else "", pos, len(data),
                                        g.track_id))
                     pos += len(data)
-                rows.append(((h.stream_id, h.frame_index, h.timestamp_us, now_us, h.width, h.height, h.weights_id,
-                              h.SerializeToString(), segment, len(blob)), group_rows))
+                rows.append((len(results), (h.stream_id, h.frame_index, h.timestamp_us, now_us, h.width, h.height,
+                                            h.weights_id, h.SerializeToString(), segment, len(blob)), group_rows))
                 results.append(PutResult(PutStatus.STORED, len(blob)))
             if rows:
                 self._segments.sync()
-                self._commit(rows)
+                for position, exc in self._commit(rows, ends).items():
+                    results[position] = exc
         except Exception as exc:  # noqa: BLE001 - every caller of the batch learns the frame was not stored
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            for segment in touched:
+            for segment in ends:
                 self._segments.truncate(segment, self._committed.get(segment, 0))
             log.exception("storage write failed")
             for task in batch:
                 task.future.set_exception(exc)
             return
         for task, result in zip(batch, results):
-            task.future.set_result(result)
+            if isinstance(result, Exception):
+                task.future.set_exception(result)
+            else:
+                task.future.set_result(result)
 
-    def _commit(self, rows: list[tuple]) -> None:
+    def _commit(self, rows: list[tuple], ends: dict[int, int]) -> dict[int, Exception]:
+        """One transaction for the batch, one savepoint per frame; the frames the index refused."""
         c = self._conn
         c.execute("BEGIN")
         live: dict[int, int] = {}
-        for frame_row, group_rows in rows:
-            frame_id = c.execute("INSERT INTO frames (stream_id, frame_index, timestamp_us, stored_us, width, height, "
-                                 "weights_id, header, segment, bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                 frame_row).lastrowid
-            c.executemany("INSERT INTO groups (frame_id, group_id, label, score, x, y, w, h, quality, encrypted, "
-                          "key_id, offset, length, track_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                          [(frame_id, *g) for g in group_rows])
+        failed: dict[int, Exception] = {}
+        for position, frame_row, group_rows in rows:
+            c.execute("SAVEPOINT frame")
+            try:
+                frame_id = c.execute("INSERT INTO frames (stream_id, frame_index, timestamp_us, stored_us, width, "
+                                     "height, weights_id, header, segment, bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                     frame_row).lastrowid
+                c.executemany("INSERT INTO groups (frame_id, group_id, label, score, x, y, w, h, quality, encrypted, "
+                              "key_id, offset, length, track_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                              [(frame_id, *g) for g in group_rows])
+            except (sqlite3.IntegrityError, OverflowError) as exc:  # this frame's values, not the database
+                c.execute("ROLLBACK TO frame")
+                c.execute("RELEASE frame")
+                log.error("frame refused by the index", extra={"fields": {
+                    "stream_id": frame_row[0], "frame_index": frame_row[1], "error": str(exc)}})
+                failed[position] = exc
+                continue
+            c.execute("RELEASE frame")
             live[frame_row[8]] = live.get(frame_row[8], 0) + frame_row[9]
-        committed = {}
-        for segment, added in live.items():
-            size = committed[segment] = self._committed.get(segment, 0) + added
+        for segment, end in ends.items():
             c.execute("INSERT INTO segments (id, committed, live) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                      "committed = excluded.committed, live = live + excluded.live", (segment, size, added))
+                      "committed = excluded.committed, live = live + excluded.live", (segment, end, live.get(segment, 0)))
         c.execute("COMMIT")
-        self._committed.update(committed)
+        self._committed.update(ends)
+        return failed
 
     def _prune(self, task: _Prune) -> PruneResult:
         """Delete frames by age, then whole oldest segments while over the byte budget; unlink dead segments."""

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from . import crypto, scaling
-from .bitstream import (BITSTREAM_VERSION, QUALITY_STEPS, EncodedFrame, GroupRecord, check_crc, check_header,
-                        dequantize_quality, parse_frame, quantize_quality, record_binding, record_block_mask,
-                        record_crc, set_block_mask)
+from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, dequantize_quality, parse_frame,
+                        quantize_quality, record_binding, record_block_mask, record_crc, set_block_mask)
 from .coder import GroupCoder
 from .errors import BitstreamError, CorruptStreamError, DecryptionError
 from .geometry import BBox, bbox_blocks, block_grid_shape, frame_blocks, model_input, upsample_blocks
 from .plan import FramePlan, GroupInfo
 from .runtime.backend import Backend
+from .validate import DEFAULT_LIMITS, DecodeLimits, check_frame_groups, check_header, check_record
 from .weights import CodecWeights, load_codec_weights
 
 
@@ -70,16 +70,21 @@ def _to_rgb_float(image: np.ndarray) -> np.ndarray:
 
 
 class Codec:
-    """Encoder and decoder for roistream frames with one set of weights."""
+    """Encoder and decoder for roistream frames with one set of weights.
 
-    def __init__(self, weights: CodecWeights, backend: Backend | None = None):
+    The decoder refuses frames over `limits` (codec.validate.DecodeLimits) before allocating anything.
+    """
+
+    def __init__(self, weights: CodecWeights, backend: Backend | None = None, limits: DecodeLimits = DEFAULT_LIMITS):
         self.weights = weights
         self.coder = GroupCoder(weights, backend)
+        self.limits = limits
 
     @classmethod
-    def load(cls, path: Path | str | None = None, backend: Backend | None = None) -> "Codec":
+    def load(cls, path: Path | str | None = None, backend: Backend | None = None,
+             limits: DecodeLimits = DEFAULT_LIMITS) -> "Codec":
         """Load a weights file (default: the weights shipped with the package)."""
-        return cls(load_codec_weights(path), backend)
+        return cls(load_codec_weights(path), backend, limits)
 
     @property
     def weights_id(self) -> str:
@@ -113,6 +118,7 @@ class Codec:
         present = set(np.unique(group_map).tolist())
         ids = [gid for gid in plan.groups if gid in present and gid in in_frame]
         h.group_ids.extend(ids)
+        h.encrypted_group_ids.extend(gid for gid in ids if plan.groups[gid].encrypt)  # covered by every CRC and AAD
         for gid in ids:
             info = plan.groups[gid]
             q_index = quantize_quality(info.quality)
@@ -144,24 +150,18 @@ class Codec:
 
     # ---- decoding ----
     def decode_group(self, header, record: GroupRecord, keys: crypto.Keyring | None = None) -> DecodedGroup:
-        """Decode one group record (checks CRC, key and weights first)."""
-        check_header(header, self.weights_id)
-        check_crc(header, record)
+        """Decode one group record (codec.validate checks it first, then the key opens it)."""
+        check_header(header, self.weights_id, self.limits)
+        check_record(header, record, self.limits)
         payload = record.payload
         what = f"group {record.group_id}"
         if record.HasField("encryption"):
             enc = record.encryption
-            if enc.algorithm != crypto.ALGORITHM:
-                raise DecryptionError(f"{what}: unsupported encryption {enc.algorithm!r}")
             key = keys.get(enc.key_id) if keys else None
             if key is None:
                 raise DecryptionError(f"{what} is encrypted with key {enc.key_id!r}, which was not given")
             payload = crypto.open_sealed(key, enc.nonce, payload, record_binding(header, record), what)
         block_mask = record_block_mask(header, record)
-        if record.quality > QUALITY_STEPS:
-            raise CorruptStreamError(f"{what}: quality {record.quality} out of range")
-        if record.scale_log2 > scaling.MAX_SCALE_LOG2:
-            raise CorruptStreamError(f"{what}: scale 1/2^{record.scale_log2} out of range")
         factor = 1 << record.scale_log2
         coded_mask = block_mask if factor == 1 else scaling.coarse_block_mask(block_mask, header.height,
                                                                               header.width, factor)
@@ -189,16 +189,12 @@ class Codec:
             raise ValueError("on_error must be 'raise' or 'skip'")
         if not isinstance(frame, EncodedFrame):
             frame = parse_frame(frame)
-        check_header(frame.header, self.weights_id)
+        check_header(frame.header, self.weights_id, self.limits)
+        check_frame_groups(frame, self.limits)
         wanted_ids = None if groups is None else set(groups)
         wanted_labels = None if labels is None else set(labels)
         out = DecodedFrame(frame.header.width, frame.header.height)
-        ids = [r.group_id for r in frame.groups]
-        present, listed = set(ids), set(frame.header.group_ids)
-        if len(present) != len(ids):
-            raise CorruptStreamError("a group appears twice in the frame")
-        if not present <= listed:
-            raise CorruptStreamError("the frame holds groups its header does not list")
+        present, listed = {r.group_id for r in frame.groups}, set(frame.header.group_ids)
         missing = sorted((listed if wanted_ids is None else wanted_ids & listed) - present)
         if missing and wanted_labels is None:
             raise CorruptStreamError(f"the frame is missing group(s) {missing} (truncated stream?)")

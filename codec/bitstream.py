@@ -1,7 +1,8 @@
-"""The group bitstream: parsing, validation, integrity (CRC-32) and the bytes that encryption binds.
+"""The group bitstream: parsing, a record's block mask, integrity (CRC-32) and the bytes that encryption binds.
 
 The schema is `proto/bitstream.proto` (documented in docs/bitstream.md). Everything that can be
-wrong with received bytes is reported as a `BitstreamError` subclass, never a crash or garbage.
+wrong with received bytes is reported as a `BitstreamError` subclass, never a crash or garbage;
+what a decoder accepts is decided in one place, `codec.validate`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from google.protobuf.message import DecodeError
 
 from proto import bitstream_pb2 as pb
 
-from .errors import CorruptStreamError, WeightsMismatchError
-from .geometry import BBox, bbox_blocks, block_bbox, block_grid_shape, rle_decode, rle_encode
+from .errors import CorruptStreamError
+from .geometry import BLOCK, BBox, RunBox, bbox_blocks, block_bbox, block_grid_shape, rle_box, rle_decode, rle_encode
 
 BITSTREAM_VERSION = 2  # what the encoder writes
 READABLE_VERSIONS = (1, 2)  # 1: block_runs over the whole grid; 2: over the blocks of the group's bbox
 COMPOSITE_BACKGROUND_LAYERS = 8  # background records a composite stacks to fill the holes of newer ones
-MAX_SIDE = 16384  # frames larger than this are refused (bounds memory for hostile headers)
 # The Python API speaks of quality as a float q in [0, 1]; a group record carries the integer step
 # round(q * QUALITY_STEPS). These two functions are the only place that converts between them.
 QUALITY_STEPS = 255
@@ -54,39 +54,34 @@ def parse_frame(data: bytes) -> pb.EncodedFrame:
     return frame
 
 
-def check_header(header: pb.FrameHeader, weights_id: str | None = None) -> None:
-    """Refuse unknown versions, impossible sizes and (if given) streams of other weights."""
-    if header.format_version not in READABLE_VERSIONS:
-        raise CorruptStreamError(f"bitstream version {header.format_version} is not supported "
-                                 f"(this decoder reads versions {', '.join(map(str, READABLE_VERSIONS))})")
-    if not (0 < header.width <= MAX_SIDE and 0 < header.height <= MAX_SIDE):
-        raise CorruptStreamError(f"invalid frame size {header.width}x{header.height}")
-    if weights_id is not None and header.weights_id != weights_id:
-        raise WeightsMismatchError(f"stream was coded with codec weights {header.weights_id!r}; this decoder "
-                                   f"has {weights_id!r}: decode it with the weights that made it")
+def header_bytes(header: pb.FrameHeader) -> bytes:
+    """The header as the binding and the CRC cover it; a frame's records share it (serialize it once)."""
+    return header.SerializeToString(deterministic=True)
 
 
-def record_binding(header: pb.FrameHeader, record: pb.GroupRecord) -> bytes:
+def record_binding(header: pb.FrameHeader, record: pb.GroupRecord, header_data: bytes | None = None) -> bytes:
     """Header + the record's metadata (everything but payload, CRC and nonce), canonically serialized.
 
-    Encryption authenticates these bytes; the CRC covers them too.
+    Encryption authenticates these bytes; the CRC covers them too. `header_data` is
+    `header_bytes(header)` when the caller already has it.
     """
     meta = pb.GroupRecord()
     meta.CopyFrom(record)
     meta.ClearField("payload")
     meta.ClearField("crc32")
     meta.encryption.ClearField("nonce")
-    return header.SerializeToString(deterministic=True) + b"|" + meta.SerializeToString(deterministic=True)
+    head = header_bytes(header) if header_data is None else header_data
+    return head + b"|" + meta.SerializeToString(deterministic=True)
 
 
-def record_crc(header: pb.FrameHeader, record: pb.GroupRecord) -> int:
-    crc = zlib.crc32(record_binding(header, record))
+def record_crc(header: pb.FrameHeader, record: pb.GroupRecord, header_data: bytes | None = None) -> int:
+    crc = zlib.crc32(record_binding(header, record, header_data))
     crc = zlib.crc32(record.encryption.nonce, crc)
     return zlib.crc32(record.payload, crc)
 
 
-def check_crc(header: pb.FrameHeader, record: pb.GroupRecord) -> None:
-    if record_crc(header, record) != record.crc32:
+def check_crc(header: pb.FrameHeader, record: pb.GroupRecord, header_data: bytes | None = None) -> None:
+    if record_crc(header, record, header_data) != record.crc32:
         raise CorruptStreamError(f"group {record.group_id}: CRC mismatch (the record was damaged in transit or storage)")
 
 
@@ -97,8 +92,10 @@ def set_block_mask(header: pb.FrameHeader, record: pb.GroupRecord, block_mask: n
     record.block_runs[:] = rle_encode(block_mask[bbox_blocks(box, header.width, header.height)])
 
 
-def record_block_mask(header: pb.FrameHeader, record: pb.GroupRecord) -> np.ndarray:
-    """The group's blocks on the frame's block grid, checked against the record's bbox.
+def record_blocks(header: pb.FrameHeader, record: pb.GroupRecord) -> tuple[tuple[slice, slice], RunBox]:
+    """The window of the block grid the record's runs cover, and the box (on the whole grid) and
+    count of its blocks, checked against the record's bbox, without drawing the mask: the cost is
+    linear in the record's runs, so a record cannot ask for work its bytes do not pay for.
 
     Version 2 codes the runs over the blocks the bbox spans (`geometry.bbox_blocks`), version 1 over
     the whole grid; either way the bbox must be exactly the box of the blocks.
@@ -117,13 +114,26 @@ def record_block_mask(header: pb.FrameHeader, record: pb.GroupRecord) -> np.ndar
     if len(record.block_runs) > shape[0] * shape[1] + 1:
         raise CorruptStreamError(f"{what}: block mask has too many runs")
     try:
-        local = rle_decode(list(record.block_runs), shape)
+        local = rle_box(list(record.block_runs), shape)
     except ValueError as exc:
         raise CorruptStreamError(f"{what}: {exc}") from None
-    if not local.any():
+    if local is None:
         raise CorruptStreamError(f"{what}: empty block mask")
-    mask = np.zeros(grid, bool)
-    mask[window] = local
-    if block_bbox(mask, header.width, header.height) != box:
+    r0, c0 = window[0].start + local.r0, window[1].start + local.c0
+    blocks = RunBox(r0, c0, window[0].start + local.r1, window[1].start + local.c1, local.count)
+    x0, y0 = c0 * BLOCK, r0 * BLOCK
+    x1, y1 = min(blocks.c1 * BLOCK, header.width), min(blocks.r1 * BLOCK, header.height)
+    if x1 <= x0 or y1 <= y0:
+        raise CorruptStreamError(f"{what}: no block of the group lies inside the frame")
+    if BBox(x0, y0, x1 - x0, y1 - y0) != box:
         raise CorruptStreamError(f"{what}: bbox does not match its block mask")
+    return window, blocks
+
+
+def record_block_mask(header: pb.FrameHeader, record: pb.GroupRecord) -> np.ndarray:
+    """The group's blocks on the frame's block grid, checked against the record's bbox (`record_blocks`)."""
+    window, _ = record_blocks(header, record)
+    shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
+    mask = np.zeros(block_grid_shape(header.height, header.width), bool)
+    mask[window] = rle_decode(list(record.block_runs), shape)
     return mask

@@ -109,21 +109,39 @@ class GroupCoder:
         return entropy.finish(encoder), y_hat
 
     def decode(self, payload: bytes, block_mask: np.ndarray, q_index: int) -> GroupPixels:
+        """Bytes -> pixels, or CorruptStreamError: a payload is accepted only if it is exactly the
+        coding of the symbols it decodes to (re-encoding them gives back its bytes), so garbage,
+        trailing bytes and ciphertext read as plaintext are refused, never turned into wrong pixels."""
         crop = group_crop(block_mask)
         local = block_mask[crop.block_slices]
         z_mask = hyper_mask(local)
-        decoder = entropy.new_decoder(payload)
+        z_cells = self._z_cells(int(z_mask.sum()))
         try:
-            z_values = entropy.decode_symbols(decoder, self._z_cells(int(z_mask.sum())), self.z_models)
+            decoder = entropy.new_decoder(payload)
+            z_values = entropy.decode_symbols(decoder, z_cells, self.z_models)
             z_int = np.zeros((self.weights.config.n, *z_mask.shape), np.int64)
             z_int[:, z_mask] = z_values.reshape(self.weights.config.n, -1)
             mean, cells = self.hyper_parameters(z_int)
-            symbols = entropy.decode_symbols(decoder, cells[:, local].ravel(), self.y_models)
-        except (ValueError, RuntimeError, OverflowError) as exc:  # constriction reports bad data this way
-            raise CorruptStreamError(f"payload does not decode: {exc}") from None
+            y_cells = cells[:, local].ravel()
+            symbols = entropy.decode_symbols(decoder, y_cells, self.y_models)
+            encoder = entropy.new_encoder()
+            entropy.encode_symbols(encoder, z_values, z_cells, self.z_models)
+            entropy.encode_symbols(encoder, symbols, y_cells, self.y_models)
+            exact = entropy.finish(encoder) == bytes(payload)
+        except CorruptStreamError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a panic of constriction's is a BaseException
+            if not entropy.is_decode_error(exc):
+                raise
+            raise CorruptStreamError(f"payload does not decode: {type(exc).__name__}: {exc}") from None
+        if not exact:
+            raise CorruptStreamError("payload is not the coding of the symbols it decodes to "
+                                     "(damaged, trailing bytes, or ciphertext read as plaintext)")
         y_hat = np.zeros(mean.shape, np.float64)
         y_hat[:, local] = symbols.reshape(self.weights.config.m, -1) + mean[:, local]
         _, inverse = self.transforms.gain_vectors(q_index)
         pixels = self.backend.synthesize(y_hat[None].astype(np.float32), inverse[None])[0]
+        if not np.isfinite(pixels).all():
+            raise CorruptStreamError("payload decodes to latents the synthesis cannot represent")
         pixel_mask = upsample_blocks(local)
         return GroupPixels(crop, pixels * pixel_mask[None], pixel_mask, y_hat)

@@ -21,6 +21,7 @@ from .errors import DecryptionError
 
 ALGORITHM = "AES-256-GCM"
 NONCE_BYTES = 12
+TAG_BYTES = 16  # the GCM tag the ciphertext carries after the sealed payload
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ RangeEncoder = constriction.stream.queue.RangeEncoder
 RangeDecoder = constriction.stream.queue.RangeDecoder
 _Uniform = constriction.stream.model.Uniform
 
+_DECODE_ERRORS = (AssertionError, ValueError, RuntimeError, OverflowError, IndexError)
 _BIT_COUNT = _Uniform(_MAX_MAGNITUDE_BITS + 1)
 _SIGN = _Uniform(2)
 _CHUNK = _Uniform(1 << _CHUNK_BITS)
@@ -103,6 +104,13 @@ def decode_symbols(decoder: RangeDecoder, cells: np.ndarray, models: TableModels
         v = magnitude + int(half[i]) + 1
         values[i] = -v if negative else v
     return values
+
+
+def is_decode_error(exc: BaseException) -> bool:
+    """Whether `exc` is how constriction or numpy report bytes that are not a coding with these tables:
+    constriction asserts ("compressed data that is invalid"), raises ValueError/RuntimeError or panics
+    (pyo3's PanicException, a BaseException with no importable class); an escape past 2^63 overflows."""
+    return isinstance(exc, _DECODE_ERRORS) or type(exc).__name__ == "PanicException"
 
 
 def new_encoder() -> RangeEncoder:

@@ -1,8 +1,9 @@
 """The one documented exception family for bad streams.
 
 Every problem with a stream or group record (unparseable bytes, truncation, failed CRC, weights
-mismatch, failed decryption, missing key) raises a `BitstreamError` subclass with a message that
-says what is wrong; callers that only care that a stream is bad catch `BitstreamError`.
+mismatch, failed decryption, missing key, a record over the decoder's limits, a payload that does
+not decode) raises a `BitstreamError` subclass with a message that says what is wrong; callers
+that only care that a stream is bad catch `BitstreamError`.
 """
 
 
@@ -12,6 +13,12 @@ class BitstreamError(ValueError):
 
 class CorruptStreamError(BitstreamError):
     """The bytes are not a valid roistream frame or group (truncated, bit flips, random data)."""
+
+
+class LimitError(BitstreamError):
+    """The stream asks for more work or memory than the decoder's limits (codec.validate.DecodeLimits)
+    or its own bytes allow: a frame too large, too many groups, a group whose payload is too short for
+    the blocks it claims."""
 
 
 class WeightsMismatchError(BitstreamError):

@@ -141,6 +141,37 @@ def rle_decode(runs: list[int], shape: tuple[int, int]) -> np.ndarray:
     return np.repeat(values, runs_arr).reshape(shape)
 
 
+@dataclass(frozen=True)
+class RunBox:
+    """What run lengths say about their mask without drawing it: the box of the set cells (rows
+    [r0, r1), cols [c0, c1)) and how many cells are set."""
+
+    r0: int
+    c0: int
+    r1: int
+    c1: int
+    count: int
+
+
+def rle_box(runs: list[int], shape: tuple[int, int]) -> RunBox | None:
+    """The set cells' box of runs over `shape` (None if no cell is set), in time linear in the runs
+    rather than the mask's area. Raises ValueError if the runs do not fill `shape` exactly."""
+    total = shape[0] * shape[1]
+    runs_arr = np.asarray(runs, dtype=np.int64)
+    if (runs_arr < 0).any() or int(runs_arr.sum()) != total:
+        raise ValueError(f"block-mask runs cover {int(runs_arr.sum())} cells, expected {total}")
+    starts = np.cumsum(runs_arr) - runs_arr
+    on = (np.arange(runs_arr.size) % 2 == 1) & (runs_arr > 0)
+    if not on.any():
+        return None
+    first, last = starts[on], starts[on] + runs_arr[on] - 1
+    width = shape[1]
+    one_row = first // width == last // width
+    c0 = np.where(one_row, first % width, 0).min()
+    c1 = np.where(one_row, last % width, width - 1).max() + 1
+    return RunBox(int(first.min() // width), int(c0), int(last.max() // width + 1), int(c1), int(runs_arr[on].sum()))
+
+
 def group_map_from_label_image(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     """Turn a per-pixel integer label image (0 = background) into a block-grid group map.
 

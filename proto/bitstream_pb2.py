@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15proto/bitstream.proto\x12\x0croistream.v1\"\xa9\x01\n\x0b\x46rameHeader\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x12\n\nweights_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x11\n\tstream_id\x18\x05 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x06 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x07 \x01(\x03\x12\x11\n\tgroup_ids\x18\x08 \x03(\r\";\n\x04\x42\x42ox\x12\t\n\x01x\x18\x01 \x01(\r\x12\t\n\x01y\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\">\n\nEncryption\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\"\xf8\x01\n\x0bGroupRecord\x12\x10\n\x08group_id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12 \n\x04\x62\x62ox\x18\x04 \x01(\x0b\x32\x12.roistream.v1.BBox\x12\x12\n\nblock_runs\x18\x05 \x03(\r\x12\x0f\n\x07quality\x18\x06 \x01(\r\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x08 \x01(\r\x12,\n\nencryption\x18\t \x01(\x0b\x32\x18.roistream.v1.Encryption\x12\x12\n\nscale_log2\x18\n \x01(\r\x12\x10\n\x08track_id\x18\x0b \x01(\x04\"d\n\x0c\x45ncodedFrame\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.roistream.v1.FrameHeader\x12)\n\x06groups\x18\x02 \x03(\x0b\x32\x19.roistream.v1.GroupRecordb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15proto/bitstream.proto\x12\x0croistream.v1\"\xc6\x01\n\x0b\x46rameHeader\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x12\n\nweights_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x11\n\tstream_id\x18\x05 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x06 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x07 \x01(\x03\x12\x11\n\tgroup_ids\x18\x08 \x03(\r\x12\x1b\n\x13\x65ncrypted_group_ids\x18\t \x03(\r\";\n\x04\x42\x42ox\x12\t\n\x01x\x18\x01 \x01(\r\x12\t\n\x01y\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\">\n\nEncryption\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\"\xf8\x01\n\x0bGroupRecord\x12\x10\n\x08group_id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12 \n\x04\x62\x62ox\x18\x04 \x01(\x0b\x32\x12.roistream.v1.BBox\x12\x12\n\nblock_runs\x18\x05 \x03(\r\x12\x0f\n\x07quality\x18\x06 \x01(\r\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x08 \x01(\r\x12,\n\nencryption\x18\t \x01(\x0b\x32\x18.roistream.v1.Encryption\x12\x12\n\nscale_log2\x18\n \x01(\r\x12\x10\n\x08track_id\x18\x0b \x01(\x04\"d\n\x0c\x45ncodedFrame\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.roistream.v1.FrameHeader\x12)\n\x06groups\x18\x02 \x03(\x0b\x32\x19.roistream.v1.GroupRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,13 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.bitstream_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FRAMEHEADER']._serialized_start=40
-  _globals['_FRAMEHEADER']._serialized_end=209
-  _globals['_BBOX']._serialized_start=211
-  _globals['_BBOX']._serialized_end=270
-  _globals['_ENCRYPTION']._serialized_start=272
-  _globals['_ENCRYPTION']._serialized_end=334
-  _globals['_GROUPRECORD']._serialized_start=337
-  _globals['_GROUPRECORD']._serialized_end=585
-  _globals['_ENCODEDFRAME']._serialized_start=587
-  _globals['_ENCODEDFRAME']._serialized_end=687
+  _globals['_FRAMEHEADER']._serialized_end=238
+  _globals['_BBOX']._serialized_start=240
+  _globals['_BBOX']._serialized_end=299
+  _globals['_ENCRYPTION']._serialized_start=301
+  _globals['_ENCRYPTION']._serialized_end=363
+  _globals['_GROUPRECORD']._serialized_start=366
+  _globals['_GROUPRECORD']._serialized_end=614
+  _globals['_ENCODEDFRAME']._serialized_start=616
+  _globals['_ENCODEDFRAME']._serialized_end=716
 # @@protoc_insertion_point(module_scope)

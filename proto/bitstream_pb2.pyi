@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FrameHeader(_message.Message):
-    __slots__ = ("format_version", "weights_id", "width", "height", "stream_id", "frame_index", "timestamp_us", "group_ids")
+    __slots__ = ("format_version", "weights_id", "width", "height", "stream_id", "frame_index", "timestamp_us", "group_ids", "encrypted_group_ids")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_ID_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class FrameHeader(_message.Message):
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
     GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTED_GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     weights_id: str
     width: int
@@ -24,7 +25,8 @@ class FrameHeader(_message.Message):
     frame_index: int
     timestamp_us: int
     group_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, format_version: _Optional[int] = ..., weights_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., group_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    encrypted_group_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, format_version: _Optional[int] = ..., weights_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., group_ids: _Optional[_Iterable[int]] = ..., encrypted_group_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class BBox(_message.Message):
     __slots__ = ("x", "y", "width", "height")

@@ -94,13 +94,38 @@ def _corrupt(frame: bitstream_pb2.EncodedFrame, how: str) -> bitstream_pb2.Encod
         out.groups[1].crc32 = record_crc(out.header, out.groups[1])
     elif how == "no_header":
         out.ClearField("header")
+    elif how == "many_groups":  # issue 19 defect 11: refused on the count, before any per-group work
+        for gid in range(3, 2000):
+            out.groups.add(group_id=gid)
+        out.header.group_ids.extend(range(3, 2000))
+    else:  # one record field edited, its CRC recomputed as a forger would (issue 19 defects 2 and 4)
+        g = out.groups[0 if how == "short_payload" else 1]
+        if how == "nan_score":
+            g.score = float("nan")
+        elif how == "inf_score":
+            g.score = float("inf")
+        elif how == "score_range":
+            g.score = 7.0
+        elif how == "scale":
+            g.scale_log2 = 4
+        elif how == "payload_length":
+            g.payload += b"\0\0"
+        elif how == "short_payload":  # a 256x256 background from 4 bytes (issue 19 defect 6)
+            g.payload = g.payload[:4]
+        elif how == "track_id":
+            g.track_id = 2**64 - 1
+        for r in out.groups:
+            r.crc32 = record_crc(out.header, r)
     return out
 
 
 @pytest.mark.parametrize("how, message", [
     ("crc", "CRC mismatch"), ("no_stream", "no stream_id"), ("version", "version 99"),
     ("duplicate_group", "appears twice"), ("truncated", "truncated"), ("bbox", "bbox does not match"),
-    ("no_header", "no frame header")])
+    ("no_header", "no frame header"), ("nan_score", "score nan is not a number in [0, 1]"),
+    ("inf_score", "score inf"), ("score_range", "score 7.0"), ("scale", "scale 1/2^4 out of range"),
+    ("payload_length", "payload of"), ("short_payload", "coded blocks from a 4-byte payload"),
+    ("track_id", "track_id"), ("many_groups", "(at most 1024)")])
 def test_invalid_frames_are_rejected_and_the_stream_continues(client, cloud_frames, how, message):
     frames = [relabel(cloud_frames.plain, "cam", 0), _corrupt(relabel(cloud_frames.plain, "cam", 1), how),
               relabel(cloud_frames.plain, "cam", 2)]
@@ -149,3 +174,34 @@ def test_unknown_weights_store_but_do_not_decode(client, cloud_frames):
     assert [r.record for r in records] == list(frame.groups[1:])
     err = _error(lambda: list(client.get_regions(stream_id="foreign", output="png")))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "0123456789abcdef" in err.details()
+
+
+def test_a_group_that_does_not_decode_is_data_loss_and_the_others_still_come_back(client, cloud_frames):
+    """Issue 19 defect 3: garbage with a valid CRC passes ingest (the cloud cannot decode ciphertext,
+    so it never decodes); decoding it is DATA_LOSS for that group, the query's other regions arrive."""
+    import numpy as np
+
+    frame = relabel(cloud_frames.plain, "damaged", 0)
+    g = frame.groups[1]
+    g.payload = np.random.default_rng(3).integers(0, 256, len(g.payload), np.uint8).tobytes()
+    g.crc32 = record_crc(frame.header, g)
+    assert [a.status for a in client.ingest([frame, relabel(cloud_frames.plain, "damaged", 1)])] == [Ack.STORED] * 2
+    regions = []
+    err = _error(lambda: regions.extend(client.get_regions(stream_id="damaged", output="png",
+                                                           include_background=True)))
+    assert err.code() == grpc.StatusCode.DATA_LOSS and "damaged/0 group 1" in err.details()
+    assert [(r.frame_index, r.record.group_id) for r in regions] == [(0, 0), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert all(r.image for r in regions)
+    composites = []
+    err = _error(lambda: composites.extend(client.get_regions(stream_id="damaged", output="png", composite=True)))
+    assert err.code() == grpc.StatusCode.DATA_LOSS and [r.frame_index for r in composites] == [0, 1]
+    _still_serving(client, cloud_frames)
+
+
+def test_stripping_encryption_is_refused_at_ingest(client, cloud_frames):
+    """Issue 19 defect 9: the header lists the encrypted groups, and every CRC covers the header."""
+    frame = relabel(cloud_frames.secure[0], "stripped", 0)
+    frame.groups[2].ClearField("encryption")
+    frame.groups[2].crc32 = record_crc(frame.header, frame.groups[2])
+    [ack] = client.ingest([frame])
+    assert ack.status == Ack.REJECTED and "listed as encrypted" in ack.error

@@ -183,3 +183,31 @@ def test_batched_commits_across_segment_rotations(tmp_path, cloud_frames):
         assert sum(s.frames for s in store.list_streams()) == 80
     finally:
         store.close()
+
+
+def test_a_frame_the_index_refuses_fails_alone_in_its_group_commit(store, cloud_frames, tmp_path):
+    """Issue 19 defect 2: a NaN score (SQLite stores NULL, NOT NULL fails) and a track id past 2^63
+    (OverflowError) reach storage unvalidated; they must not fail the other frames of their batch."""
+    nan, huge = stream_of(cloud_frames.plain, "poison", 2)
+    nan.groups[1].score = float("nan")
+    huge.groups[2].track_id = 2**64 - 1
+    good = stream_of(cloud_frames.plain, "good", 40)
+    futures = [store.submit_frame(f) for f in [nan, *good[:20], huge, *good[20:]]]  # one batch, most likely
+    poisoned = [futures[0], futures[21]]
+    for f in poisoned:
+        with pytest.raises(Exception):
+            f.result()
+    assert all(f.result().status is PutStatus.STORED for f in futures if f not in poisoned)
+    assert [s.stream_id for s in store.list_streams()] == ["good"]
+    refs = list(store.find_groups(Selection(stream_id="good", include_background=True)))
+    assert len(refs) == 40 * len(cloud_frames.plain.groups)
+    for ref in refs[-3:]:
+        check_crc(store.read_group(ref).header, store.read_group(ref).record)
+    store.close()
+    reopened = SqliteSegmentStorage(tmp_path / "data")  # recovery keeps every committed frame readable
+    try:
+        assert reopened.list_streams()[0].frames == 40
+        last = list(reopened.find_groups(Selection(stream_id="good", include_background=True)))[-1]
+        check_crc(reopened.read_group(last).header, reopened.read_group(last).record)
+    finally:
+        reopened.close()
