@@ -1,4 +1,4 @@
-"""Codec-core benchmark (issue 2): speed, entropy-coding throughput, structured-bitstream overhead.
+"""Codec-core benchmark: speed, entropy-coding throughput, structured-bitstream overhead.
 
     python -m bench.codec [--images DIR] [--quality Q] [--threads N]
 

@@ -1,4 +1,4 @@
-"""Export benchmark (issue 6): onnxruntime vs torch eager on the CPU, same threads, same process.
+"""Export benchmark: onnxruntime vs torch eager on the CPU, same threads, same process.
 
     python -m bench.export [--images N] [--threads 2] [--quality 0.5] [--repeats 1] [--models DIR]
 

@@ -1,4 +1,4 @@
-"""GPU encoder benchmark (issue 6), for an NVIDIA machine with `pip install .[gpu]`.
+"""GPU encoder benchmark, for an NVIDIA machine with `pip install .[gpu]`.
 
     python -m bench.gpu [--frames 20] [--images 4] [--models DIR] [--skip-build]
 

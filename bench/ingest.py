@@ -1,4 +1,4 @@
-"""Cloud benchmark (issue 4): sustained ingest from concurrent edge streams, and selective GetRegions.
+"""Cloud benchmark: sustained ingest from concurrent edge streams, and selective GetRegions.
 
     python -m bench.ingest [--streams 8] [--seconds 20] [--window 4] [--rate 40]
 

@@ -7,7 +7,6 @@ server entirely (end-to-end encryption): ask for `encrypted="ciphertext"` and pa
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import numpy as np
 from codec.api import Codec
 from codec.crypto import EncryptionKey, Keyring
 from proto import bitstream_pb2, service_pb2, service_pb2_grpc
+from proto.transport import MAX_MESSAGE, Endpoint, IngestCall, ingest_request
 
 from .pixels import decode_pixels
 
 Query = service_pb2.RegionQuery
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
 OUTPUTS = {"records": Query.RECORDS, "png": Query.PNG, "raw": Query.RAW_RGB}
 ENCRYPTED = {"ciphertext": Query.CIPHERTEXT, "omit": Query.OMIT, "decrypt": Query.DECRYPT}
 
@@ -47,12 +46,6 @@ def region_query(stream_id: str = "", *, labels: Iterable[str] = (), group_ids: 
     return q
 
 
-def _pem(value: bytes | Path | str | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    return Path(value).read_bytes()
-
-
 class CloudClient:
     """Connection to a roistream cloud server.
 
@@ -64,19 +57,13 @@ class CloudClient:
     def __init__(self, target: str, *, token: str | None = None, tls: bool = False,
                  tls_ca: bytes | Path | str | None = None, tls_cert: bytes | Path | str | None = None,
                  tls_key: bytes | Path | str | None = None, server_name: str | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, weights: Path | None = None):
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
-        if server_name:
-            options.append(("grpc.ssl_target_name_override", server_name))
+                 max_message_bytes: int = MAX_MESSAGE, weights: Path | None = None):
         self.secure = tls or tls_ca is not None or tls_cert is not None
-        if self.secure:
-            creds = grpc.ssl_channel_credentials(_pem(tls_ca), _pem(tls_key), _pem(tls_cert))
-            self._channel = grpc.secure_channel(target, creds, options)
-        else:
-            self._channel = grpc.insecure_channel(target, options)
+        self.endpoint = Endpoint.of(target, tls=self.secure, ca_cert=tls_ca, client_cert=tls_cert, client_key=tls_key,
+                                    server_name=server_name, token=token, max_message_bytes=max_message_bytes)
+        self._channel = self.endpoint.channel()
         self._stub = service_pb2_grpc.RoiStreamStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = self.endpoint.metadata
         self._weights = weights
         self._codec: Codec | None = None
 
@@ -89,26 +76,10 @@ class CloudClient:
         come back. A frame is safely stored only once its STORED (or DUPLICATE) ack arrived; after an error,
         resend from the first unacknowledged frame (duplicates are recognised and not stored twice).
         """
-        slots = threading.Semaphore(window)
-        done = threading.Event()
-
-        def requests():
-            for frame in frames:
-                while not slots.acquire(timeout=0.1):
-                    if done.is_set():
-                        return
-                if done.is_set():
-                    return
-                yield service_pb2.IngestRequest(frame=frame)
-
-        call = self._stub.Ingest(requests(), metadata=self._metadata, timeout=timeout)
-        try:
-            for ack in call:
-                slots.release()
-                yield ack
-        finally:
-            done.set()
-            call.cancel()
+        call = IngestCall(self._channel, lambda f: ingest_request(f.SerializeToString()), metadata=self._metadata,
+                          window=window, timeout=timeout)
+        for _, ack in call.send(frames):
+            yield ack
 
     # ---- queries ----
     def list_streams(self, timeout: float | None = None) -> list[service_pb2.StreamInfo]:

@@ -46,7 +46,7 @@ class GroupPixels:
 
 class ThresholdBins:
     """`np.searchsorted(thresholds, v, side="right")` for integer v through a lookup table over the
-    thresholds' span (a few hundred entries): about 10x faster on a frame's 10^5-10^6 latents."""
+    thresholds' span (a few hundred entries): one table read per latent instead of a binary search."""
 
     def __init__(self, thresholds: np.ndarray):
         self.low = int(thresholds[0]) - 1

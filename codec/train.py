@@ -5,7 +5,7 @@ Loss over a batch of single-group samples (each the group exactly as the encoder
 which is the frame objective "sum over groups of lambda(q_k) MSE_k + total rate" per pixel.
 Rate uses additive noise, distortion straight-through rounding (mixed quantization); the hyper-
 synthesis is fake-quantized, so the saved model is the one that codes. Transforms run under bf16
-autocast on CPU (about 3x faster on AVX512-BF16), the entropy model and loss in fp32.
+autocast on CPU (fast where the CPU has BF16 units), the entropy model and loss in fp32.
 """
 
 from __future__ import annotations

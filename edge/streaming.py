@@ -19,22 +19,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from proto import bitstream_pb2, service_pb2, service_pb2_grpc
+from proto import service_pb2
+from proto.transport import Endpoint, IngestCall, IngestProtocolError, ingest_request
 
 from .sources import Backoff
-from .spool import Spool, SpoolEntry
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 
 FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
                grpc.StatusCode.UNIMPLEMENTED)
-MAX_MESSAGE = 64 * 1024 * 1024
 
 
 class StreamingError(RuntimeError):
@@ -54,35 +53,11 @@ class StreamerStats:
     last_rejection: str = ""
 
 
-def _pem(value: str | Path | bytes | None) -> bytes | None:
-    return value if isinstance(value, (bytes, type(None))) else Path(value).read_bytes()
-
-
-def make_channel(target: str, *, tls: bool = True, ca_cert: str | Path | bytes | None = None,
-                 server_name: str | None = None, client_cert: str | Path | bytes | None = None,
-                 client_key: str | Path | bytes | None = None) -> grpc.Channel:
-    """A gRPC channel to the cloud: TLS by default (system roots or `ca_cert`; `client_cert` +
-    `client_key` for mutual TLS), plaintext only when tls=False (tests on 127.0.0.1, a
-    TLS-terminating proxy on the same host)."""
-    options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE),
-               ("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),
-               ("grpc.http2.max_pings_without_data", 0), ("grpc.keepalive_permit_without_calls", 1)]
-    if server_name:
-        options.append(("grpc.ssl_target_name_override", server_name))
-    if not tls:
-        return grpc.insecure_channel(target, options=options)
-    if bool(client_cert) != bool(client_key):
-        raise ValueError("mutual TLS needs both a client certificate and its key")
-    creds = grpc.ssl_channel_credentials(root_certificates=_pem(ca_cert), private_key=_pem(client_key),
-                                         certificate_chain=_pem(client_cert))
-    return grpc.secure_channel(target, creds, options=options)
-
-
 class IngestStreamer:
     """Sends spooled frames to the cloud's Ingest stream until closed.
 
-    target: "host:port"; token: bearer token (ingest scope); tls / ca_cert / server_name: see
-    make_channel; window: frames in flight before waiting for acks; on_ack(entry, ack): called for
+    target: "host:port"; token: bearer token (ingest scope); tls / ca_cert / server_name /
+    client_cert / client_key: see `proto.transport.Endpoint`; window: frames in flight before waiting for acks; on_ack(entry, ack): called for
     every acknowledgement, in order.
     """
 
@@ -90,10 +65,9 @@ class IngestStreamer:
                  ca_cert: str | Path | bytes | None = None, server_name: str | None = None,
                  client_cert: str | Path | bytes | None = None, client_key: str | Path | bytes | None = None,
                  window: int = 16, backoff: Backoff | None = None, on_ack=None):
-        self.target, self.spool, self.token, self.window = target, spool, token, max(1, window)
-        ca, cert, key = _pem(ca_cert), _pem(client_cert), _pem(client_key)
-        self._channel_factory = lambda: make_channel(target, tls=tls, ca_cert=ca, server_name=server_name,
-                                                     client_cert=cert, client_key=key)
+        self.target, self.spool, self.window = target, spool, max(1, window)
+        self.endpoint = Endpoint.of(target, tls=tls, ca_cert=ca_cert, client_cert=client_cert, client_key=client_key,
+                                    server_name=server_name, token=token)
         self.on_ack = on_ack
         self.backoff = backoff or Backoff(initial=0.25, maximum=5.0)
         self.stats = StreamerStats()
@@ -137,9 +111,8 @@ class IngestStreamer:
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight_count
-
-    _in_flight_count = 0
+        call = self._call
+        return call.in_flight if call is not None else 0
 
     # ---- the connection loop
     def _run(self) -> None:
@@ -165,50 +138,29 @@ class IngestStreamer:
 
     def _session(self) -> bool:
         """One Ingest call; returns whether any ack arrived. Unacked frames stay in the spool."""
-        in_flight: deque[SpoolEntry] = deque()
-        cond = threading.Condition()
-        dead = threading.Event()
         acked_any = False
+        channel = self.endpoint.channel()
+        call = IngestCall(channel, lambda e: ingest_request(e.data), metadata=self.endpoint.metadata,
+                          window=self.window)
 
-        def requests():
+        def entries():
             last_seq = 0
-            while not dead.is_set() and not self._stop.is_set():
-                with cond:
-                    while len(in_flight) >= self.window and not dead.is_set() and not self._stop.is_set():
-                        cond.wait(0.5)
-                    if dead.is_set() or self._stop.is_set():
-                        return
-                    room = self.window - len(in_flight)
-                entries = self.spool.peek(last_seq, room)
-                if not entries:
+            while not call.closed.is_set() and not self._stop.is_set():
+                got = self.spool.peek(last_seq, 1)
+                if not got:
                     self.spool.wait(last_seq, 0.5)
                     continue
-                for entry in entries:
-                    frame = bitstream_pb2.EncodedFrame.FromString(entry.data)
-                    with cond:
-                        in_flight.append(entry)
-                        self._in_flight_count = len(in_flight)
-                    last_seq = entry.seq
-                    self.stats.sent += 1
-                    yield service_pb2.IngestRequest(frame=frame)
+                last_seq = got[0].seq
+                self.stats.sent += 1
+                yield got[0]
 
-        channel = self._channel_factory()
         try:
-            stub = service_pb2_grpc.RoiStreamStub(channel)
-            metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
-            call = stub.Ingest(requests(), metadata=metadata)
             with self._lock:
                 self._call = call
             if self._stop.is_set():
                 call.cancel()
             self.stats.connected = True
-            for ack in call:
-                with cond:
-                    if not in_flight:
-                        raise StreamingError(f"unexpected ack for {ack.stream_id}#{ack.frame_index}")
-                    entry = in_flight.popleft()
-                    self._in_flight_count = len(in_flight)
-                    cond.notify_all()
+            for entry, ack in call.send(entries()):
                 if (ack.stream_id, ack.frame_index) != (entry.stream_id, entry.frame_index):
                     raise StreamingError(f"ack for {ack.stream_id}#{ack.frame_index} does not match the oldest "
                                          f"frame in flight {entry.stream_id}#{entry.frame_index}")
@@ -237,13 +189,9 @@ class IngestStreamer:
             if code in FATAL_CODES and not self._stop.is_set():
                 self.fatal_error = f"cloud {self.target} refused the stream: {self.stats.last_error}"
                 log.error(self.fatal_error)
-        except StreamingError as exc:
+        except (StreamingError, IngestProtocolError) as exc:
             self.stats.last_error = str(exc)
         finally:
-            dead.set()
-            with cond:
-                cond.notify_all()
-                self._in_flight_count = 0
             with self._lock:
                 if self._call is not None:
                     self._call.cancel()

@@ -4,7 +4,7 @@ must have no import circle between modules and no import from a higher layer.
 
 The layer order, bottom first (a module may import its own layer and the layers below):
 
-    proto             the protobuf schema
+    proto             the protobuf schema and the client transport (channels, windowed Ingest)
     codec             learned codec, bitstream, paths, runtime registry (codec.runtime)
     edge              sources, detector, ROI policy, streaming client
     export            builds and verifies model files (ONNX, TensorRT, detector export)
