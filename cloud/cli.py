@@ -59,7 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.decode_threads)
     config = ServerConfig(
         data_dir=args.data, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca, tokens=args.tokens, metrics_port=args.metrics_port,
+        tls_client_ca=args.tls_client_ca, tokens=args.tokens, trust_keys=tuple(args.trust_key),
+        metrics_port=args.metrics_port,
         metrics_host=args.metrics_host, weights=args.weights, max_message_bytes=args.max_message_size,
         retain_age_s=args.retain_age, retain_bytes=args.retain_bytes, segment_bytes=args.segment_size,
         max_workers=args.max_workers, grace_s=args.grace, decoder=args.decoder)
@@ -76,7 +77,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def _save_region(client, region, keys, out: Path, composite: bool) -> dict:
+def _save_region(client, region, keys, out: Path, composite: bool, trusted=None) -> dict:
     """Write one region's PNG crop and mask; its JSON metadata entry (image None if it could not be decoded)."""
     import cv2
 
@@ -93,7 +94,7 @@ def _save_region(client, region, keys, out: Path, composite: bool) -> dict:
                      quality=round(dequantize_quality(rec.quality), 4), encrypted=rec.HasField("encryption"),
                      key_id=rec.encryption.key_id or None)
     try:
-        pixels, mask = client.region_pixels(region, keys)
+        pixels, mask = client.region_pixels(region, keys, trusted)
     except BitstreamError as exc:
         return {**entry, "image": None, "error": str(exc)}
     cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
@@ -105,13 +106,20 @@ def _query(args: argparse.Namespace) -> int:
     import grpc
 
     from codec.crypto import EncryptionKey, Keyring
+    from codec.signing import TrustedKeys
 
     from .client import CloudClient, region_query
 
     keys = [EncryptionKey.load(p) for p in args.key]
+    trusted = TrustedKeys.load(args.trust_key)
+    if trusted and (args.composite or args.decrypt == "server"):
+        print("error: --trust-key verifies records decoded here; it cannot be combined with --composite or "
+              "--decrypt server, whose pixels the server makes", file=sys.stderr)
+        return 2
     server_decrypts = bool(keys) and args.decrypt == "server"
     query = region_query(args.stream, labels=_words(args.classes), group_ids=[int(g) for g in _words(args.groups)],
                          frames=args.frames, include_background=args.background, composite=args.composite,
+                         output="records" if trusted else "png",
                          encrypted="decrypt" if server_decrypts else "ciphertext",
                          keys=keys if server_decrypts else (), limit=args.limit)
     token = args.token or os.environ.get("ROISTREAM_TOKEN")
@@ -121,7 +129,7 @@ def _query(args: argparse.Namespace) -> int:
                      tls=args.tls, weights=args.weights) as client:
         try:
             for region in client.get_regions(query):
-                entries.append(_save_region(client, region, Keyring(keys), args.out, args.composite))
+                entries.append(_save_region(client, region, Keyring(keys), args.out, args.composite, trusted))
         except grpc.RpcError as exc:
             error = f"{args.cloud}: {exc.code().name}: {exc.details()}"
     (args.out / "regions.json").write_text(json.dumps(entries, indent=2))
@@ -150,6 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", type=Path, help="PEM server private key")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA for client certificates: enables mutual TLS")
     p.add_argument("--tokens", type=Path, help='JSON tokens file {"ingest": [...], "query": [...]}; none = no auth')
+    p.add_argument("--trust-key", type=Path, action="append", default=[],
+                   help="edge public key (roistream keygen --signing; repeatable): store only records it signed")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     p.add_argument("--metrics-host", default="0.0.0.0")
     p.add_argument("--weights", type=Path, help="codec weights for decoding (default: shipped weights)")
@@ -178,6 +188,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key", type=Path, action="append", default=[], help="key file for encrypted groups (repeatable)")
     p.add_argument("--decrypt", choices=("local", "server"), default="local",
                    help="local: keys never leave this machine (default); server: send them over TLS")
+    p.add_argument("--trust-key", type=Path, action="append", default=[],
+                   help="edge public key (repeatable): fetch records and decode here only those it signed")
     p.add_argument("--token", help="query token (default: $ROISTREAM_TOKEN)")
     _tls_client_args(p)
     p.add_argument("--weights", type=Path, help="codec weights for local decoding")

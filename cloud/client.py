@@ -15,6 +15,8 @@ import numpy as np
 
 from codec.api import Codec
 from codec.crypto import EncryptionKey, Keyring
+from codec.errors import SignatureError
+from codec.signing import TrustedKeys
 from proto import bitstream_pb2, service_pb2, service_pb2_grpc
 from proto.transport import MAX_MESSAGE, Endpoint, IngestCall, ingest_request
 
@@ -119,15 +121,19 @@ class CloudClient:
             self._codec = Codec.load(self._weights)
         return self._codec
 
-    def region_pixels(self, region: service_pb2.Region,
-                      keys: Keyring | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def region_pixels(self, region: service_pb2.Region, keys: Keyring | None = None,
+                      trusted: TrustedKeys | None = None) -> tuple[np.ndarray, np.ndarray]:
         """RGB uint8 [h, w, 3] and bool mask [h, w] of a region's bbox, whichever form it came in: decoded by
-        the server (PNG / raw), or as a record (decrypted with `keys` if encrypted) decoded here."""
+        the server (PNG / raw), or as a record (decrypted with `keys` if encrypted) decoded here. With
+        `trusted` edge keys only a record they signed is decoded (ask for output="records")."""
         if region.image:
+            if trusted:
+                raise SignatureError("the server decoded this region, so its edge signature cannot be checked "
+                                     "here; query with output='records'")
             return decode_pixels(region)
         if not region.record.payload:
             raise ValueError("the region carries neither pixels nor a record payload")
-        group = self.codec.decode_group(region.header, region.record, keys)
+        group = self.codec.decode_group(region.header, region.record, keys, trusted)
         return group.pixels, group.mask
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from codec.api import Codec
+from codec.signing import TrustedKeys
 
 from .auth import AuthInterceptor, Tokens
 from .feed import FrameFeed
@@ -42,6 +43,7 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # PEM CA: clients must present a certificate it signed (mutual TLS)
     tokens: Path | None = None  # JSON tokens file (cloud/auth.py); None = no auth
+    trust_keys: tuple[Path, ...] = ()  # edge public keys (codec.signing); given, only records they signed are stored
     metrics_port: int | None = None  # Prometheus /metrics; None = off, 0 = any free port
     metrics_host: str = "127.0.0.1"
     weights: Path | None = None  # codec weights used to decode (default: the shipped weights)
@@ -107,7 +109,7 @@ class CloudServer:
         if self.storage is None:
             self.storage = SqliteSegmentStorage(cfg.data_dir, cfg.segment_bytes)
         service = RoiStreamService(self.storage, RegionBuilder(self.storage, self.codec, self.metrics), self.feed,
-                                   self.metrics, cfg.max_message_bytes)
+                                   self.metrics, cfg.max_message_bytes, TrustedKeys.load(cfg.trust_keys))
         server = grpc.server(
             ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
             interceptors=[AuthInterceptor(tokens)] if tokens else [],

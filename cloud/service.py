@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError, Message
 
 from codec.bitstream import quantize_quality
 from codec.errors import BitstreamError
+from codec.signing import TrustedKeys
 from proto import bitstream_pb2, service_pb2
 
 from .errors import ServiceError
@@ -78,8 +79,9 @@ def _is_tls(context: grpc.ServicerContext) -> bool:
 
 class RoiStreamService:
     def __init__(self, storage: Storage, regions: RegionBuilder, feed: FrameFeed, metrics: Metrics,
-                 max_message_bytes: int):
+                 max_message_bytes: int, trusted: TrustedKeys | None = None):
         self.storage = storage
+        self.trusted = trusted
         self.regions = regions
         self.feed = feed
         self.metrics = metrics
@@ -186,7 +188,7 @@ class RoiStreamService:
         h = frame.header
         ack = Ack(stream_id=h.stream_id, frame_index=h.frame_index)
         try:
-            validate_frame(frame)
+            validate_frame(frame, trusted=self.trusted)
         except BitstreamError as exc:
             ack.status, ack.error = Ack.REJECTED, str(exc)
             log.warning("frame rejected", extra={"fields": {"stream_id": h.stream_id, "frame_index": h.frame_index,

@@ -10,6 +10,7 @@ stores them), so the weights id is not checked here; it is checked when a decode
 from __future__ import annotations
 
 from codec.errors import CorruptStreamError
+from codec.signing import TrustedKeys
 from codec.validate import DEFAULT_LIMITS, DecodeLimits, check_frame
 from proto import bitstream_pb2
 
@@ -26,8 +27,13 @@ def _check_text(what: str, text: str, limit: int) -> None:
         raise CorruptStreamError(f"{what} {text!r} holds control characters")
 
 
-def validate_frame(frame: bitstream_pb2.EncodedFrame, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
-    """Raise a BitstreamError saying what is wrong with a frame; return if it may be stored."""
+def validate_frame(frame: bitstream_pb2.EncodedFrame, limits: DecodeLimits = DEFAULT_LIMITS,
+                   trusted: TrustedKeys | None = None) -> None:
+    """Raise a BitstreamError saying what is wrong with a frame; return if it may be stored.
+
+    With `trusted` edge keys (`roistream cloud serve --trust-key`), every record must be signed by
+    one of them (codec.signing): a writer without an edge's private key cannot store frames.
+    """
     if not frame.HasField("header"):
         raise CorruptStreamError("the request carries no frame header")
     h = frame.header
@@ -46,3 +52,5 @@ def validate_frame(frame: bitstream_pb2.EncodedFrame, limits: DecodeLimits = DEF
             raise CorruptStreamError(f"{what}: track_id {g.track_id} is above 2^63-1")
         if g.HasField("encryption"):
             _check_text(f"{what} key_id", g.encryption.key_id, MAX_LABEL)
+        if trusted:
+            trusted.verify(h, g)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import crypto, scaling
+from . import crypto, scaling, signing
 from .bitstream import (BITSTREAM_VERSION, EncodedFrame, GroupRecord, dequantize_quality, parse_frame,
                         quantize_quality, record_binding, record_block_mask, record_crc, set_block_mask)
 from .coder import GroupCoder
@@ -92,11 +92,12 @@ class Codec:
 
     # ---- encoding ----
     def encode(self, image: np.ndarray, plan: FramePlan, *, key: crypto.EncryptionKey | None = None,
-               stream_id: str = "", frame_index: int = 0, timestamp_us: int | None = None) -> EncodedFrame:
+               signer: signing.SigningKey | None = None, stream_id: str = "", frame_index: int = 0,
+               timestamp_us: int | None = None) -> EncodedFrame:
         """Code the groups of `plan` (codec.plan.FramePlan) in an HxWx3 uint8 RGB image.
 
-        Groups the plan marks for encryption are sealed with `key`. Groups with no block inside the
-        frame (only padding) are not coded.
+        Groups the plan marks for encryption are sealed with `key`; with a `signer` every record is
+        signed (codec.signing). Groups with no block inside the frame (only padding) are not coded.
         """
         height, width = image.shape[:2]
         grid = block_grid_shape(height, width)
@@ -131,11 +132,11 @@ class Codec:
                     downscaled[factor] = _to_rgb_float(scaling.downscale(image, factor))
                 coarse = scaling.coarse_block_mask(block_mask, height, width, factor)
                 payload, _ = self.coder.encode(downscaled[factor], coarse, q_index)
-            self._add_record(frame, payload, block_mask, gid, info, key if info.encrypt else None)
+            self._add_record(frame, payload, block_mask, gid, info, key if info.encrypt else None, signer)
         return frame
 
     def _add_record(self, frame: EncodedFrame, payload: bytes, block_mask: np.ndarray, gid: int, info: GroupInfo,
-                    key: crypto.EncryptionKey | None) -> None:
+                    key: crypto.EncryptionKey | None, signer: signing.SigningKey | None = None) -> None:
         rec = frame.groups.add()
         rec.group_id, rec.label, rec.score, rec.quality = gid, info.label, info.score, quantize_quality(info.quality)
         rec.track_id = info.track_id  # set before the CRC and the AES-GCM binding, which cover the record's metadata
@@ -146,13 +147,19 @@ class Codec:
             nonce, payload = crypto.seal(key, payload, record_binding(frame.header, rec))
             rec.encryption.nonce = nonce
         rec.payload = payload
+        if signer is not None:
+            signer.sign(frame.header, rec)
         rec.crc32 = record_crc(frame.header, rec)
 
     # ---- decoding ----
-    def decode_group(self, header, record: GroupRecord, keys: crypto.Keyring | None = None) -> DecodedGroup:
-        """Decode one group record (codec.validate checks it first, then the key opens it)."""
+    def decode_group(self, header, record: GroupRecord, keys: crypto.Keyring | None = None,
+                     trusted: signing.TrustedKeys | None = None) -> DecodedGroup:
+        """Decode one group record (codec.validate checks it first, `trusted` edge keys verify its
+        signature when given, then the key opens it)."""
         check_header(header, self.weights_id, self.limits)
         check_record(header, record, self.limits)
+        if trusted:
+            trusted.verify(header, record)
         payload = record.payload
         what = f"group {record.group_id}"
         if record.HasField("encryption"):
@@ -179,8 +186,10 @@ class Codec:
 
     def decode(self, frame: EncodedFrame | bytes, groups: Iterable[int] | None = None,
                labels: Iterable[str] | None = None, keys: crypto.Keyring | None = None,
-               on_error: str = "raise") -> DecodedFrame:
+               on_error: str = "raise", trusted: signing.TrustedKeys | None = None) -> DecodedFrame:
         """Decode the selected groups (all by default; `groups` ids and/or `labels` select).
+
+        With `trusted` edge keys, every decoded record must carry a valid signature of one of them.
 
         on_error="raise" raises the first BitstreamError; "skip" records failures per group in
         DecodedFrame.failures and decodes the others.
@@ -204,7 +213,7 @@ class Codec:
             if wanted_labels is not None and record.label not in wanted_labels:
                 continue
             try:
-                out.groups[record.group_id] = self.decode_group(frame.header, record, keys)
+                out.groups[record.group_id] = self.decode_group(frame.header, record, keys, trusted)
             except BitstreamError as exc:
                 if on_error == "raise":
                     raise

@@ -60,7 +60,7 @@ def header_bytes(header: pb.FrameHeader) -> bytes:
 
 
 def record_binding(header: pb.FrameHeader, record: pb.GroupRecord, header_data: bytes | None = None) -> bytes:
-    """Header + the record's metadata (everything but payload, CRC and nonce), canonically serialized.
+    """Header + the record's metadata (everything but payload, CRC, nonce and signature), canonically serialized.
 
     Encryption authenticates these bytes; the CRC covers them too. `header_data` is
     `header_bytes(header)` when the caller already has it.
@@ -70,6 +70,7 @@ def record_binding(header: pb.FrameHeader, record: pb.GroupRecord, header_data: 
     meta.ClearField("payload")
     meta.ClearField("crc32")
     meta.encryption.ClearField("nonce")
+    meta.ClearField("signature")
     head = header_bytes(header) if header_data is None else header_data
     return head + b"|" + meta.SerializeToString(deterministic=True)
 
@@ -77,7 +78,10 @@ def record_binding(header: pb.FrameHeader, record: pb.GroupRecord, header_data: 
 def record_crc(header: pb.FrameHeader, record: pb.GroupRecord, header_data: bytes | None = None) -> int:
     crc = zlib.crc32(record_binding(header, record, header_data))
     crc = zlib.crc32(record.encryption.nonce, crc)
-    return zlib.crc32(record.payload, crc)
+    crc = zlib.crc32(record.payload, crc)
+    if record.HasField("signature"):  # unsigned records keep the CRC they always had
+        crc = zlib.crc32(record.signature.SerializeToString(deterministic=True), crc)
+    return crc
 
 
 def check_crc(header: pb.FrameHeader, record: pb.GroupRecord, header_data: bytes | None = None) -> None:

@@ -39,6 +39,7 @@ def _encode(args: argparse.Namespace) -> int:
     from .api import Codec
     from .crypto import EncryptionKey
     from .data import load_rgb
+    from .signing import SigningKey
     from .geometry import block_grid_shape
     from .plan import FramePlan
 
@@ -65,7 +66,8 @@ def _encode(args: argparse.Namespace) -> int:
     codec = Codec.load(args.weights)
     plan = FramePlan.from_groups(group_map, qualities, labels=labels, scores=scores, encrypt=encrypt,
                                  scales={0: args.bg_scale})
-    frame = codec.encode(image, plan, key=key)
+    signer = SigningKey.load(args.sign_key) if args.sign_key else None
+    frame = codec.encode(image, plan, key=key, signer=signer)
     data = frame.SerializeToString()
     args.output.write_bytes(data)
     bpp = len(data) * 8 / (h * w)
@@ -79,11 +81,12 @@ def _decode(args: argparse.Namespace) -> int:
 
     from .api import Codec
     from .crypto import EncryptionKey, Keyring
+    from .signing import TrustedKeys
 
     keys = Keyring([EncryptionKey.load(args.key)]) if args.key else None
     codec = Codec.load(args.weights)
     decoded = codec.decode(args.input.read_bytes(), groups=_parse_ids(args.groups), labels=_parse_words(args.classes),
-                           keys=keys, on_error="skip")
+                           keys=keys, on_error="skip", trusted=TrustedKeys.load(args.trust_key))
     cv2.imwrite(str(args.output), cv2.cvtColor(decoded.image, cv2.COLOR_RGB2BGR))
     for gid, err in decoded.failures.items():
         print(f"warning: group {gid} not decoded: {err}", file=sys.stderr)
@@ -110,7 +113,15 @@ def _info(args: argparse.Namespace) -> int:
 
 def _keygen(args: argparse.Namespace) -> int:
     from .crypto import EncryptionKey
+    from .signing import SigningKey
 
+    if args.signing:  # the private key stays on the edge; the public one goes to the cloud and readers
+        signer = SigningKey.generate()
+        signer.save(args.output)
+        public = args.output.with_name(args.output.name + ".pub")
+        signer.verify_key.save(public)
+        print(json.dumps({"key_file": str(args.output), "public_key_file": str(public), "key_id": signer.key_id}))
+        return 0
     key = EncryptionKey.generate()
     key.save(args.output)
     print(json.dumps({"key_file": str(args.output), "key_id": key.key_id}))
@@ -161,6 +172,7 @@ def register(sub: argparse._SubParsersAction, detect_groups: DetectGroups | None
         p.add_argument("--detect", metavar="WORDS", help='detect these classes as groups, e.g. "people, dogs"')
     p.add_argument("--encrypt", help="labels or group ids to encrypt (comma separated; 'roi' = every object group)")
     p.add_argument("--key", type=Path, help="key file (roistream keygen)")
+    p.add_argument("--sign-key", type=Path, help="sign every record with this edge key (roistream keygen --signing)")
     p.add_argument("--weights", type=Path, help="codec weights file (default: shipped weights)")
     p.set_defaults(func=_encode, detect_groups=detect_groups)
 
@@ -170,6 +182,8 @@ def register(sub: argparse._SubParsersAction, detect_groups: DetectGroups | None
     p.add_argument("--groups", help="group ids to decode, comma separated")
     p.add_argument("--classes", help="labels to decode, comma separated")
     p.add_argument("--key", type=Path, help="key file for encrypted groups")
+    p.add_argument("--trust-key", type=Path, action="append", default=[],
+                   help="edge public key (repeatable): decode only records signed by one of them")
     p.add_argument("--weights", type=Path)
     p.set_defaults(func=_decode)
 
@@ -177,8 +191,10 @@ def register(sub: argparse._SubParsersAction, detect_groups: DetectGroups | None
     p.add_argument("input", type=Path)
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("keygen", help="create an AES-256-GCM key file")
+    p = sub.add_parser("keygen", help="create an AES-256-GCM key file, or an Ed25519 edge signing key (--signing)")
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--signing", action="store_true",
+                   help="an Ed25519 signing key for an edge (OUTPUT) and its public key (OUTPUT.pub)")
     p.set_defaults(func=_keygen)
 
     p = sub.add_parser("train", help="train the codec (resumes from OUT/checkpoint.pt)")

@@ -27,3 +27,8 @@ class WeightsMismatchError(BitstreamError):
 
 class DecryptionError(BitstreamError):
     """An encrypted group cannot be opened: no key with its key id, or authentication failed."""
+
+
+class SignatureError(BitstreamError):
+    """A reader that trusts edge keys got a record that is unsigned, signed by a key it does not
+    trust, or whose signature does not match (codec.signing)."""

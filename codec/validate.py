@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from proto import bitstream_pb2 as pb
 
-from . import crypto, scaling
+from . import crypto, scaling, signing
 from .bitstream import QUALITY_STEPS, READABLE_VERSIONS, check_crc, header_bytes, record_blocks
 from .errors import CorruptStreamError, DecryptionError, LimitError, WeightsMismatchError
 from .geometry import RunBox
@@ -101,6 +101,10 @@ def check_record(header: pb.FrameHeader, record: pb.GroupRecord, limits: DecodeL
         raise CorruptStreamError(f"{what}: score {record.score} is not a number in [0, 1]")
     if record.scale_log2 > scaling.MAX_SCALE_LOG2:
         raise CorruptStreamError(f"{what}: scale 1/2^{record.scale_log2} out of range")
+    if record.HasField("signature") and (len(record.signature.signature) != signing.SIGNATURE_BYTES
+                                         or not 0 < len(record.signature.key_id) <= signing.KEY_ID_CHARS):
+        raise CorruptStreamError(f"{what}: a signature is {signing.SIGNATURE_BYTES} bytes with a key id of "
+                                 f"1..{signing.KEY_ID_CHARS} characters")
     listed = set(header.encrypted_group_ids) if encrypted_ids is None else encrypted_ids
     coded = _check_encryption(record, listed)
     if coded <= 0 or coded % 4:

@@ -21,6 +21,7 @@ def _default_spool(stream_id: str) -> Path:
 def build_pipeline(args: argparse.Namespace):
     """(pipeline, source, spool, streamer, metrics) from parsed `edge run` arguments."""
     from codec.crypto import EncryptionKey
+    from codec.signing import SigningKey
     from codec.runtime import make_codec
 
     from .detector import FACE_LABEL, Detector, FaceDetector
@@ -45,6 +46,7 @@ def build_pipeline(args: argparse.Namespace):
     if args.faces and policy.classes is not None and FACE_LABEL not in policy.classes:
         policy.classes.append(FACE_LABEL)
     key = EncryptionKey.load(args.key) if args.key else None
+    signer = SigningKey.load(args.sign_key) if args.sign_key else None
     codec, _ = make_codec(args.backend, args.weights, args.models_dir, precision=args.precision)
     spool = Spool(args.spool or _default_spool(args.stream), max_bytes=int(args.spool_max_mb * 2**20),
                   max_age_s=args.spool_max_age_h * 3600)
@@ -56,8 +58,10 @@ def build_pipeline(args: argparse.Namespace):
     metrics = EdgeMetrics(args.stream)
     first = spool.next_index(args.stream) if args.first_index is None else args.first_index
     pipeline = EdgePipeline.init(codec, policy, detector=detector, face_detector=faces,
-                                 tracker=None if args.tracker == "none" else args.tracker, sink=SpoolSink(spool, streamer), stream_id=args.stream, bg_interval=args.bg_interval,
-                                 bg_fill=not args.no_bg_fill, target_kbps=args.target_kbps, key=key, metrics=metrics,
+                                 tracker=None if args.tracker == "none" else args.tracker,
+                                 sink=SpoolSink(spool, streamer), stream_id=args.stream, bg_interval=args.bg_interval,
+                                 bg_fill=not args.no_bg_fill, target_kbps=args.target_kbps, key=key, signer=signer,
+                                 metrics=metrics,
                                  status=None if args.no_status else sys.stderr, first_index=first,
                                  pipelined=not args.sequential)
     return pipeline, source, spool, streamer, metrics
@@ -147,6 +151,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-groups", type=int, default=32, help="most object groups per frame")
     g.add_argument("--encrypt", help="classes to encrypt, e.g. face,person (needs --key)")
     g.add_argument("--key", type=Path, help="AES key file (roistream keygen)")
+    g.add_argument("--sign-key", type=Path,
+                   help="sign every record with this Ed25519 edge key (roistream keygen --signing)")
     g.add_argument("--faces", action="store_true", help="also detect faces (YuNet) as 'face' groups")
     g.add_argument("--detector", help="YOLO-seg weights (.pt/.onnx/.engine; default: shared int8 ONNX)")
     g.add_argument("--conf", type=float, default=0.35, help="detector confidence threshold")

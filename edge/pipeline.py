@@ -80,15 +80,18 @@ class EdgePipeline:
     """Capture, detect, plan, encode and hand frames to a sink.
 
     codec: codec.api.Codec; detector: edge.detector.FrameDetector; planner: edge.planner.FramePlanner;
-    tracker: edge.tracking.ObjectTracker giving each detection its track id (None = untracked); sink: edge.sinks (MemorySink, SpoolSink); observers: edge.observers (metrics, status line,
-    callbacks); key: EncryptionKey for the plan's encrypted groups; first_index: stream frame index of
+    tracker: edge.tracking.ObjectTracker giving each detection its track id (None = untracked); sink:
+    edge.sinks (MemorySink, SpoolSink); observers: edge.observers (metrics, status line,
+    callbacks); key: EncryptionKey for the plan's encrypted groups; signer: codec.signing.SigningKey
+    that signs every record (None = unsigned); first_index: stream frame index of
     the source's frame 0; keep_frames: keep each EncodedFrame in its FrameResult; status_interval:
     seconds between the observers' on_status calls; pipelined: capture and detect the next frame on a
     thread while the current one is encoded (both runtimes release the GIL).
     """
 
     def __init__(self, codec, detector: FrameDetector, planner: FramePlanner, sink: FrameSink, *,
-                 tracker: ObjectTracker | None = None, stream_id: str = "cam0", key=None, first_index: int = 0,
+                 tracker: ObjectTracker | None = None, stream_id: str = "cam0", key=None, signer=None,
+                 first_index: int = 0,
                  observers: Sequence[EdgeObserver] = (), keep_frames: bool = False,
                  status_interval: float = 1.0, pipelined: bool = False):
         if planner.policy.encrypt and key is None:
@@ -96,7 +99,7 @@ class EdgePipeline:
                              f"(--key KEYFILE)")
         self.codec, self.detector, self.planner, self.sink = codec, detector, planner, sink
         self.tracker = tracker
-        self.stream_id, self.key, self.first_index = stream_id, key, first_index
+        self.stream_id, self.key, self.signer, self.first_index = stream_id, key, signer, first_index
         self.observers = list(observers)
         self.keep_frames, self.status_interval, self.pipelined = keep_frames, status_interval, pipelined
         self.encoder_name = getattr(codec.coder.backend, "name", "")
@@ -166,8 +169,8 @@ class EdgePipeline:
         index = self.first_index + frame.index
         encoded, data = None, b""
         if plan.groups:  # nothing detected and no background due: nothing to send
-            encoded = self.codec.encode(frame.image, plan, key=self.key, stream_id=self.stream_id, frame_index=index,
-                                        timestamp_us=frame.timestamp_us)
+            encoded = self.codec.encode(frame.image, plan, key=self.key, signer=self.signer, stream_id=self.stream_id,
+                                        frame_index=index, timestamp_us=frame.timestamp_us)
         times["encode"] = time.perf_counter() - t
 
         t = time.perf_counter()

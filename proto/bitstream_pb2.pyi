@@ -50,8 +50,16 @@ class Encryption(_message.Message):
     nonce: bytes
     def __init__(self, algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
+class Signature(_message.Message):
+    __slots__ = ("key_id", "signature")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    signature: bytes
+    def __init__(self, key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class GroupRecord(_message.Message):
-    __slots__ = ("group_id", "label", "score", "bbox", "block_runs", "quality", "payload", "crc32", "encryption", "scale_log2", "track_id")
+    __slots__ = ("group_id", "label", "score", "bbox", "block_runs", "quality", "payload", "crc32", "encryption", "scale_log2", "track_id", "signature")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +71,7 @@ class GroupRecord(_message.Message):
     ENCRYPTION_FIELD_NUMBER: _ClassVar[int]
     SCALE_LOG2_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     group_id: int
     label: str
     score: float
@@ -74,7 +83,8 @@ class GroupRecord(_message.Message):
     encryption: Encryption
     scale_log2: int
     track_id: int
-    def __init__(self, group_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., bbox: _Optional[_Union[BBox, _Mapping]] = ..., block_runs: _Optional[_Iterable[int]] = ..., quality: _Optional[int] = ..., payload: _Optional[bytes] = ..., crc32: _Optional[int] = ..., encryption: _Optional[_Union[Encryption, _Mapping]] = ..., scale_log2: _Optional[int] = ..., track_id: _Optional[int] = ...) -> None: ...
+    signature: Signature
+    def __init__(self, group_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., bbox: _Optional[_Union[BBox, _Mapping]] = ..., block_runs: _Optional[_Iterable[int]] = ..., quality: _Optional[int] = ..., payload: _Optional[bytes] = ..., crc32: _Optional[int] = ..., encryption: _Optional[_Union[Encryption, _Mapping]] = ..., scale_log2: _Optional[int] = ..., track_id: _Optional[int] = ..., signature: _Optional[_Union[Signature, _Mapping]] = ...) -> None: ...
 
 class EncodedFrame(_message.Message):
     __slots__ = ("header", "groups")
