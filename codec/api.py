@@ -36,6 +36,7 @@ class DecodedGroup:
     pixels: np.ndarray  # uint8 [bbox.height, bbox.width, 3], black outside the mask
     mask: np.ndarray  # bool [bbox.height, bbox.width]: the group's pixels
     track_id: int = 0  # the object's track (0 = not tracked)
+    latents: np.ndarray | None = None  # the group's gained latents as entropy-decoded: the same on every runtime
 
 
 @dataclass
@@ -182,7 +183,7 @@ class Codec:
         mask = in_box[: box.height, : box.width]  # the group's pixels in its box
         rgb = np.rint(pixels.transpose(1, 2, 0)[region] * 255).astype(np.uint8) * mask[..., None]
         return DecodedGroup(record.group_id, record.label, float(record.score), dequantize_quality(record.quality),
-                            box, rgb, mask, int(record.track_id))
+                            box, rgb, mask, int(record.track_id), out.y_hat)
 
     def decode(self, frame: EncodedFrame | bytes, groups: Iterable[int] | None = None,
                labels: Iterable[str] | None = None, keys: crypto.Keyring | None = None,

@@ -143,6 +143,30 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conformance(args: argparse.Namespace) -> int:
+    from . import conformance, paths
+    from .runtime import make_codec
+
+    if args.action == "make":
+        if args.backend != conformance.REFERENCE_RUNTIME:
+            raise SystemExit(f"error: vectors are made on the reference runtime ({conformance.REFERENCE_RUNTIME})")
+        codec, _ = make_codec(conformance.REFERENCE_RUNTIME, args.weights)
+        manifest = conformance.make(args.dir, paths.kodak_dir(), codec)
+        print(json.dumps({"dir": str(args.dir), "vectors": sorted(manifest["vectors"]),
+                          "weights_id": manifest["weights_id"]}))
+        return 0
+    codec, runtime = make_codec(args.backend, args.weights, args.models_dir)
+    results = conformance.check(args.dir, codec)
+    reference = args.backend == conformance.REFERENCE_RUNTIME
+    failed = [r for r in results if not r.ok(reference)]
+    print(json.dumps({"runtime": runtime, "groups": len(results), "failed": len(failed),
+                      "latents_equal": sum(r.latents_equal for r in results),
+                      "pixels_equal": sum(r.pixels_equal for r in results),
+                      "max_pixel_diff": max((r.max_pixel_diff for r in results), default=0),
+                      "failures": [f"{r.vector} group {r.group}" for r in failed]}))
+    return 1 if failed else 0
+
+
 def _pack_data(args: argparse.Namespace) -> int:
     from . import paths
 
@@ -190,6 +214,15 @@ def register(sub: argparse._SubParsersAction, detect_groups: DetectGroups | None
     p = sub.add_parser("info", help="describe a roistream frame as JSON")
     p.add_argument("input", type=Path)
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("conformance", help="make or check the conformance vectors (docs/bitstream.md)")
+    p.add_argument("action", choices=("make", "check"))
+    p.add_argument("dir", type=Path, help="vectors folder (the project's: tests/vectors)")
+    p.add_argument("--backend", default="torch", help="runtime to check (codec.runtime names)")
+    p.add_argument("--models", "--models-dir", dest="models_dir", type=Path,
+                   help="exported models for onnxruntime / tensorrt (default: $ROISTREAM_MODELS or the cache)")
+    p.add_argument("--weights", type=Path)
+    p.set_defaults(func=_conformance)
 
     p = sub.add_parser("keygen", help="create an AES-256-GCM key file, or an Ed25519 edge signing key (--signing)")
     p.add_argument("-o", "--output", type=Path, required=True)
