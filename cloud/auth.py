@@ -1,4 +1,5 @@
-"""Bearer-token auth with two roles: `ingest` (edges) may only call Ingest, `query` (analytics) everything else.
+"""Bearer-token auth with two roles: `ingest` (edges) may only call Ingest and StreamPosition, `query`
+(analytics) everything else.
 
 Tokens file (JSON; a token listed under both roles has both):
 
@@ -23,6 +24,7 @@ QUERY = "query"
 ROLES = (INGEST, QUERY)
 SERVICE = "/roistream.v1.RoiStream/"
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+INGEST_METHODS = (SERVICE + "Ingest", SERVICE + "StreamPosition")  # an edge asks where its stream continues
 
 
 def _digest(token: str) -> bytes:
@@ -59,7 +61,7 @@ def required_role(method: str) -> str | None:
     """The role a full method name needs; None for open (health, reflection) or unknown methods."""
     if method.startswith(OPEN_PREFIXES) or not method.startswith(SERVICE):
         return None
-    return INGEST if method == SERVICE + "Ingest" else QUERY
+    return INGEST if method in INGEST_METHODS else QUERY
 
 
 def _bearer(metadata) -> str | None:

@@ -18,7 +18,7 @@ from codec.crypto import EncryptionKey, Keyring
 from codec.errors import SignatureError
 from codec.signing import TrustedKeys
 from proto import bitstream_pb2, service_pb2, service_pb2_grpc
-from proto.transport import MAX_MESSAGE, Endpoint, IngestCall, ingest_request
+from proto.transport import MAX_MESSAGE, Endpoint, IngestCall, ingest_request, stream_position
 
 from .pixels import decode_pixels
 
@@ -76,12 +76,17 @@ class CloudClient:
 
         At most `window` frames are sent and not yet acknowledged: the frames iterable is pulled only as acks
         come back. A frame is safely stored only once its STORED (or DUPLICATE) ack arrived; after an error,
-        resend from the first unacknowledged frame (duplicates are recognised and not stored twice).
+        resend from the first unacknowledged frame (duplicates are recognised and not stored twice). A
+        CONFLICT ack means a different frame holds that index: this one was not stored.
         """
         call = IngestCall(self._channel, lambda f: ingest_request(f.SerializeToString()), metadata=self._metadata,
                           window=window, timeout=timeout)
         for _, ack in call.send(frames):
             yield ack
+
+    def stream_position(self, stream_id: str, timeout: float | None = None) -> service_pb2.StreamPositionResponse:
+        """One past the stream's highest stored frame index (and its frame count)."""
+        return stream_position(self._channel, stream_id, metadata=self._metadata, timeout=timeout)
 
     # ---- queries ----
     def list_streams(self, timeout: float | None = None) -> list[service_pb2.StreamInfo]:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from codec.api import Codec
 from codec.signing import TrustedKeys
+from proto.transport import MAX_INGEST_REQUEST
 
 from .auth import AuthInterceptor, Tokens
 from .feed import FrameFeed
@@ -30,8 +31,6 @@ from .sqlite_storage import DEFAULT_SEGMENT_BYTES, SqliteSegmentStorage
 from .storage import Storage
 
 log = logging.getLogger(__name__)
-
-MiB = 2**20
 
 
 @dataclass
@@ -48,7 +47,7 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     weights: Path | None = None  # codec weights used to decode (default: the shipped weights)
     decoder: str = "torch"  # "onnxruntime": the exported synthesis graph, ~1.8x faster (exported on first use)
-    max_message_bytes: int = 16 * MiB
+    max_message_bytes: int = MAX_INGEST_REQUEST  # the edge refuses larger frames with the same constant
     retain_age_s: float | None = None
     retain_bytes: int | None = None
     retention_interval_s: float = 60.0

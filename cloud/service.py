@@ -93,6 +93,8 @@ class RoiStreamService:
             return cls.SerializeToString
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {
             "Ingest": grpc.stream_stream_rpc_method_handler(self.Ingest, response_serializer=out(Ack)),
+            "StreamPosition": grpc.unary_unary_rpc_method_handler(
+                self.StreamPosition, response_serializer=out(service_pb2.StreamPositionResponse)),
             "ListStreams": grpc.unary_unary_rpc_method_handler(
                 self.ListStreams, response_serializer=out(service_pb2.ListStreamsResponse)),
             "ListFrames": grpc.unary_unary_rpc_method_handler(
@@ -128,7 +130,7 @@ class RoiStreamService:
         reading, and HTTP/2 flow control pushes back on an edge that sends faster than storage keeps up.
         """
         self.metrics.active_streams.inc()
-        counts = {"stored": 0, "duplicate": 0, "rejected": 0}
+        counts = {Ack.Status.Name(v).lower(): 0 for v in Ack.Status.values()}
         pending: queue.Queue = queue.Queue(maxsize=INGEST_WINDOW)
         threading.Thread(target=self._read_frames, args=(requests, pending, context), name="ingest-reader",
                          daemon=True).start()
@@ -213,11 +215,27 @@ class RoiStreamService:
         if result.status is PutStatus.DUPLICATE:
             ack.status = Ack.DUPLICATE
             return ack
+        if result.status is PutStatus.CONFLICT:
+            ack.status, ack.next_frame_index = Ack.CONFLICT, result.next_frame_index
+            ack.error = (f"another frame is stored at {h.stream_id}/{h.frame_index}; this one was not stored "
+                         f"(the stream continues at frame {result.next_frame_index})")
+            log.warning("frame conflicts with a stored frame", extra={"fields": {
+                "stream_id": h.stream_id, "frame_index": h.frame_index, "next_frame_index": result.next_frame_index}})
+            return ack
         ack.status, ack.stored_bytes = Ack.STORED, result.stored_bytes
         self.metrics.groups.inc(len(item.frame.groups))
         self.metrics.bytes.inc(result.stored_bytes)
         self.feed.publish(h.stream_id, h.frame_index)
         return ack
+
+    @_aborts_on_service_error
+    def StreamPosition(self, raw: bytes, context: grpc.ServicerContext):
+        req = self._parse(service_pb2.StreamPositionRequest, raw)
+        if not req.stream_id:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "StreamPosition needs a stream_id")
+        pos = self.storage.stream_position(req.stream_id)
+        return service_pb2.StreamPositionResponse(stream_id=pos.stream_id, next_frame_index=pos.next_frame_index,
+                                                  frames=pos.frames)
 
     # ---- listings ----
     @_aborts_on_service_error

@@ -33,7 +33,7 @@ from proto import bitstream_pb2
 from . import segments
 from .selector import Selection
 from .storage import (FrameMeta, GroupGone, GroupMeta, GroupRef, PruneResult, PutResult, PutStatus, StoredGroup,
-                      StreamSummary)
+                      StreamPosition, StreamSummary, frame_digest)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS frames (
     header BLOB NOT NULL,
     segment INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    content_hash BLOB,  -- storage.frame_digest of the header and records (NULL: written before it was kept)
     UNIQUE (stream_id, frame_index)
 );
 CREATE INDEX IF NOT EXISTS frames_by_time ON frames (stream_id, timestamp_us, frame_index);
@@ -157,6 +158,8 @@ class SqliteSegmentStorage:
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(groups)")}
         if "track_id" not in columns:  # an index written before groups carried their track
             self._conn.execute("ALTER TABLE groups ADD COLUMN track_id INTEGER NOT NULL DEFAULT 0")
+        if "content_hash" not in {row[1] for row in self._conn.execute("PRAGMA table_info(frames)")}:
+            self._conn.execute("ALTER TABLE frames ADD COLUMN content_hash BLOB")  # rebuilt on demand when NULL
         self._committed = dict(self._conn.execute("SELECT id, committed FROM segments"))
         self._segments = segments.SegmentWriter(self.data_dir / "segments", segment_bytes)
         self._segments.recover(self._committed)
@@ -213,9 +216,25 @@ class SqliteSegmentStorage:
         except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
             task.future.set_exception(exc)
 
-    def _exists(self, stream_id: str, frame_index: int) -> bool:
-        return self._conn.execute("SELECT 1 FROM frames WHERE stream_id = ? AND frame_index = ?",
-                                  (stream_id, frame_index)).fetchone() is not None
+    def _stored_digest(self, stream_id: str, frame_index: int) -> bytes | None:
+        """The content digest of the frame stored at (stream, index); None if there is none.
+
+        Frames written before digests were kept get theirs rebuilt from the stored header and records."""
+        row = self._conn.execute("SELECT id, content_hash, header, segment FROM frames WHERE stream_id = ? AND "
+                                 "frame_index = ?", (stream_id, frame_index)).fetchone()
+        if row is None:
+            return None
+        frame_id, digest, header, segment = row
+        if digest is None:
+            spans = self._conn.execute("SELECT offset, length FROM groups WHERE frame_id = ? ORDER BY offset",
+                                       (frame_id,)).fetchall()
+            digest = frame_digest(header, [segments.read_bytes(self._segments.directory, segment, off, n)
+                                           for off, n in spans])
+        return digest
+
+    def _next_index(self, stream_id: str) -> int:
+        row = self._conn.execute("SELECT MAX(frame_index) FROM frames WHERE stream_id = ?", (stream_id,)).fetchone()
+        return 0 if row[0] is None else row[0] + 1
 
     def _write_batch(self, batch: list[_Put]) -> None:
         """Append all new frames, fsync once, commit once, then resolve every caller.
@@ -225,18 +244,25 @@ class SqliteSegmentStorage:
         """
         results: list[PutResult | Exception] = []
         rows: list[tuple] = []  # (position in batch, frame row, group rows)
-        seen: set[tuple[str, int]] = set()
+        seen: dict[tuple[str, int], bytes] = {}  # (stream, index) -> digest of the frame this batch writes there
         ends: dict[int, int] = {}  # segment -> end of the bytes this batch appended
         now_us = int(self._clock() * 1e6)
         try:
             for task in batch:
                 h = task.frame.header
                 key = (h.stream_id, h.frame_index)
-                if key in seen or self._exists(*key):
-                    results.append(PutResult(PutStatus.DUPLICATE, 0))
-                    continue
-                seen.add(key)
+                header = h.SerializeToString()
                 records = [g.SerializeToString() for g in task.frame.groups]
+                digest = frame_digest(header, records)
+                stored = seen[key] if key in seen else self._stored_digest(*key)
+                if stored is not None:
+                    if stored == digest:
+                        results.append(PutResult(PutStatus.DUPLICATE, 0))
+                    else:
+                        taken = max([self._next_index(h.stream_id)] + [i + 1 for s_, i in seen if s_ == h.stream_id])
+                        results.append(PutResult(PutStatus.CONFLICT, 0, taken))
+                    continue
+                seen[key] = digest
                 blob = b"".join(records)
                 segment, offset = self._segments.append(blob)
                 ends[segment] = offset + len(blob)
@@ -248,7 +274,7 @@ class SqliteSegmentStorage:
                                        g.track_id))
                     pos += len(data)
                 rows.append((len(results), (h.stream_id, h.frame_index, h.timestamp_us, now_us, h.width, h.height,
-                                            h.weights_id, h.SerializeToString(), segment, len(blob)), group_rows))
+                                            h.weights_id, header, segment, len(blob), digest), group_rows))
                 results.append(PutResult(PutStatus.STORED, len(blob)))
             if rows:
                 self._segments.sync()
@@ -279,7 +305,8 @@ class SqliteSegmentStorage:
             c.execute("SAVEPOINT frame")
             try:
                 frame_id = c.execute("INSERT INTO frames (stream_id, frame_index, timestamp_us, stored_us, width, "
-                                     "height, weights_id, header, segment, bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                     "height, weights_id, header, segment, bytes, content_hash) "
+                                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                                      frame_row).lastrowid
                 c.executemany("INSERT INTO groups (frame_id, group_id, label, score, x, y, w, h, quality, encrypted, "
                               "key_id, offset, length, track_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -357,6 +384,11 @@ class SqliteSegmentStorage:
     def has_stream(self, stream_id: str) -> bool:
         return self._reader().execute("SELECT 1 FROM frames WHERE stream_id = ? LIMIT 1",
                                       (stream_id,)).fetchone() is not None
+
+    def stream_position(self, stream_id: str) -> StreamPosition:
+        count, last = self._reader().execute("SELECT COUNT(*), MAX(frame_index) FROM frames WHERE stream_id = ?",
+                                             (stream_id,)).fetchone()
+        return StreamPosition(stream_id, 0 if last is None else last + 1, count)
 
     def list_streams(self) -> list[StreamSummary]:
         rows = self._reader().execute(

@@ -8,7 +8,8 @@ protocol and is passed to `CloudServer` instead, with no change to the service.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,13 +21,24 @@ from .selector import Selection
 
 class PutStatus(enum.Enum):
     STORED = "stored"
-    DUPLICATE = "duplicate"
+    DUPLICATE = "duplicate"  # the same content is already stored at (stream, frame index): a resend
+    CONFLICT = "conflict"  # different content is stored at (stream, frame index): nothing written
 
 
 @dataclass(frozen=True)
 class PutResult:
     status: PutStatus
-    stored_bytes: int  # bytes written for this frame (0 for a duplicate)
+    stored_bytes: int  # bytes written for this frame (0 for a duplicate or a conflict)
+    next_frame_index: int = 0  # with CONFLICT: one past the stream's highest stored frame index
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a stream continues: what an edge needs before numbering its first frame."""
+
+    stream_id: str
+    next_frame_index: int  # one past the highest stored frame index (0: no frames)
+    frames: int
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,19 @@ class PruneResult:
     bytes_freed: int
 
 
+def frame_digest(header: bytes, records: Iterable[bytes]) -> bytes:
+    """SHA-256 of a frame's content: its serialized header and group records, each length-prefixed.
+
+    Computed from the bytes storage keeps (the header and the records as stored), so the digest of a
+    stored frame can be rebuilt from storage alone, and a resend of the same wire bytes, which parse to
+    the same header and records, has the same digest."""
+    h = hashlib.sha256()
+    for part in (header, *records):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
+
+
 class GroupGone(LookupError):
     """The group was deleted (retention) between selecting it and reading it."""
 
@@ -100,10 +125,18 @@ class Storage(Protocol):
 
     def submit_frame(self, frame: bitstream_pb2.EncodedFrame) -> Future[PutResult]:
         """Queue a validated frame for storage; the future resolves only once the frame is durable (survives
-        a crash or power loss). A future lets one ingest stream keep several frames in flight."""
+        a crash or power loss). A future lets one ingest stream keep several frames in flight.
+
+        A frame whose (stream, frame index) is taken resolves DUPLICATE only when its content (see
+        `frame_digest`) equals the stored frame's, else CONFLICT: an edge that lost its numbering must
+        hear that its frame was not stored instead of dropping it as delivered."""
         ...
 
     def has_stream(self, stream_id: str) -> bool: ...
+
+    def stream_position(self, stream_id: str) -> StreamPosition:
+        """One past the stream's highest stored frame index, and its frame count (0, 0 for an unknown stream)."""
+        ...
 
     def list_streams(self) -> list[StreamSummary]: ...
 

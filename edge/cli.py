@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from codec.runtime.registry import RUNTIME_NAMES
+from proto.transport import MAX_INGEST_REQUEST
 
 
 def _default_spool(stream_id: str) -> Path:
@@ -31,7 +32,7 @@ def build_pipeline(args: argparse.Namespace):
     from .sinks import SpoolSink
     from .sources import Backoff, open_source
     from .spool import Spool
-    from .streaming import IngestStreamer
+    from .streaming import IngestStreamer, first_frame_index
 
     if args.encrypt and not args.key:
         raise ValueError("--encrypt needs --key KEYFILE (create one with `roistream keygen`)")
@@ -54,12 +55,13 @@ def build_pipeline(args: argparse.Namespace):
     if args.cloud:
         token = args.token or os.environ.get("ROISTREAM_TOKEN")
         streamer = IngestStreamer(args.cloud, spool, token=token, tls=not args.insecure, ca_cert=args.tls_ca,
-                                  server_name=args.server_name, client_cert=args.tls_cert, client_key=args.tls_key)
+                                  server_name=args.server_name, client_cert=args.tls_cert, client_key=args.tls_key,
+                                  max_request_bytes=int(args.max_message_mb * 2**20))
     metrics = EdgeMetrics(args.stream)
-    first = spool.next_index(args.stream) if args.first_index is None else args.first_index
+    first = first_frame_index(args.stream, spool, streamer) if args.first_index is None else args.first_index
     pipeline = EdgePipeline.init(codec, policy, detector=detector, face_detector=faces,
                                  tracker=None if args.tracker == "none" else args.tracker,
-                                 sink=SpoolSink(spool, streamer), stream_id=args.stream, bg_interval=args.bg_interval,
+                                 sink=SpoolSink(spool, streamer, int(args.max_message_mb * 2**20)), stream_id=args.stream, bg_interval=args.bg_interval,
                                  bg_fill=not args.no_bg_fill, target_kbps=args.target_kbps, key=key, signer=signer,
                                  metrics=metrics,
                                  status=None if args.no_status else sys.stderr, first_index=first,
@@ -105,6 +107,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"warning: {len(spool)} frame(s) not acknowledged within {args.flush_timeout:.0f} s; they stay in "
                   f"the spool {spool.path} and go out on the next run ({streamer.stats.last_error})", file=sys.stderr)
         streamer.close()
+        st = streamer.stats
+        if st.refused:
+            print(f"warning: the cloud refused {st.refused} frame(s) for good (rejected {st.rejected}, conflict "
+                  f"{st.conflict}, oversize {st.oversize}); they were dropped, not delivered. Last: "
+                  f"{st.last_rejection}", file=sys.stderr)
         if streamer.fatal_error and code == 0:
             print(f"error: {streamer.fatal_error}", file=sys.stderr)
             code = 1
@@ -180,7 +187,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--spool", type=Path, help="outbox file (default: .cache/edge/STREAM.spool)")
     g.add_argument("--spool-max-mb", type=float, default=1024, help="outbox size bound (oldest frames dropped)")
     g.add_argument("--spool-max-age-h", type=float, default=24, help="outbox age bound in hours")
-    g.add_argument("--first-index", type=int, help="frame index of the first frame (default: continue the spool's)")
+    g.add_argument("--first-index", type=int,
+                   help="frame index of the first frame (default: past the spool's and the cloud's last frame)")
+    g.add_argument("--max-message-mb", type=float, default=MAX_INGEST_REQUEST / 2**20,
+                   help="the cloud's --max-message-size in MiB (default 16): larger frames are dropped and counted "
+                        "before spooling, since the cloud would refuse them on every attempt")
     g.add_argument("--flush-timeout", type=float, default=30, help="seconds to wait for the last acks")
     g = p.add_argument_group("output")
     g.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")

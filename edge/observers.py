@@ -75,7 +75,10 @@ def status_line(result: FrameResult, status: EdgeStatus) -> str:
     """One line: frame, rates, groups, background quality, queue, drops, cloud connection."""
     dropped = (status.source.dropped_slow if status.source is not None else 0) + status.sink.dropped
     st = status.sink.streamer
-    cloud = f" | cloud {'up' if st.connected else 'DOWN'} acked {st.stored + st.duplicate}" if st is not None else ""
+    cloud = ""
+    if st is not None:
+        refused = f" REFUSED {st.refused}" if st.refused else ""
+        cloud = f" | cloud {'up' if st.connected else 'DOWN'} acked {st.stored + st.duplicate}{refused}"
     plan = result.plan
     bg = f"{plan.groups[0].quality:.2f}" if result.background and plan.has_background else "-"
     return (f"[{status.stream_id}] frame {result.index} | {status.fps:4.1f} fps | {status.kbps:7.1f} kbps | "
@@ -174,10 +177,12 @@ class EdgeMetrics(EdgeObserver):
             c = status.sink.spool
             self.dropped.labels(s, "spool_size").set(c["dropped_size"])
             self.dropped.labels(s, "spool_age").set(c["dropped_age"])
-            self.dropped.labels(s, "rejected").set(c["rejected"])
+            for reason in ("rejected", "conflict", "oversize"):  # the cloud's permanent refusals (edge.spool.REFUSED)
+                self.dropped.labels(s, reason).set(c.get(reason, 0))
         st = status.sink.streamer
         if st is not None:
             self.acked.labels(s, "stored").set(st.stored)
             self.acked.labels(s, "duplicate").set(st.duplicate)
             self.acked.labels(s, "rejected").set(st.rejected)
+            self.acked.labels(s, "conflict").set(st.conflict)
             self.reconnects.labels(s, "cloud").set(st.reconnects)

@@ -19,6 +19,7 @@ swapped or tested alone; `EdgePipeline.init` builds them from the plain settings
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict, deque
@@ -34,6 +35,8 @@ from .policy import RoiPolicy
 from .sinks import FrameSink, MemorySink
 from .sources import Frame, Source
 from .tracking import ObjectTracker
+
+log = logging.getLogger(__name__)
 
 STAGES = ("capture", "detect", "track", "group", "encode", "send")
 
@@ -111,6 +114,7 @@ class EdgePipeline:
         self._summary = EdgeSummary(stream_id)
         self._times = defaultdict(float)
         self._wall = 0.0  # seconds spent in run()
+        self._index_shift = 0  # added to first_index + source index once the cloud said it holds those
 
     @classmethod
     def init(cls, codec, policy: RoiPolicy, *, detector=None, face_detector=None, sink: FrameSink | None = None,
@@ -166,7 +170,7 @@ class EdgePipeline:
         times["group"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        index = self.first_index + frame.index
+        index = self._frame_index(frame.index)
         encoded, data = None, b""
         if plan.groups:  # nothing detected and no background due: nothing to send
             encoded = self.codec.encode(frame.image, plan, key=self.key, signer=self.signer, stream_id=self.stream_id,
@@ -189,6 +193,18 @@ class EdgePipeline:
             for observer in self.observers:
                 observer.on_frame(result, status)
         return result
+
+    def _frame_index(self, source_index: int) -> int:
+        """The stream index of a source frame: first_index + source index, moved past every index the cloud
+        said it holds (CONFLICT acks, through the sink), so an edge that lost its numbering stops colliding."""
+        index = self.first_index + source_index + self._index_shift
+        floor = self.sink.index_floor()
+        if index < floor:
+            log.warning("the cloud holds %s up to frame %d: numbering continues there (was %d)", self.stream_id,
+                        floor - 1, index)
+            self._index_shift += floor - index
+            index = floor
+        return index
 
     def _account(self, r: FrameResult, dt: float) -> None:
         s = self._summary

@@ -1,7 +1,8 @@
 """Durable on-disk outbox for encoded frames (SQLite in WAL mode).
 
 Every encoded frame is written here before it is sent; the streamer removes it only when the
-cloud acknowledges it (STORED or DUPLICATE), or drops it when the cloud rejects it. Frames
+cloud acknowledges it (STORED or DUPLICATE: those bytes are stored), or drops it, counted by reason,
+when the cloud refuses it for good (REJECTED, CONFLICT, too large). Frames
 captured while the cloud is down or the link is slow wait here and go out in capture order when
 it comes back, also after the edge process restarts.
 
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS frames (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, next_index INTEGER NOT NULL);
 """
-COUNTERS = ("put", "acked", "dropped_size", "dropped_age", "rejected")
+COUNTERS = ("put", "acked", "dropped_size", "dropped_age", "rejected", "conflict", "oversize")
+REFUSED = ("rejected", "conflict", "oversize")  # why the cloud refused a frame for good (see `reject`)
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,20 @@ class Spool:
         """Remove an acknowledged frame. False if it was already gone (dropped by a bound)."""
         return self._remove(seq, "acked")
 
-    def reject(self, seq: int) -> bool:
-        """Remove a frame the cloud refused (it would be refused again)."""
-        return self._remove(seq, "rejected")
+    def reject(self, seq: int, reason: str = "rejected") -> bool:
+        """Remove a frame the cloud refused for good (it would be refused again), counted under `reason`
+        (one of REFUSED): invalid, a different frame holds its index, or too large to send."""
+        if reason not in REFUSED:
+            raise ValueError(f"unknown refusal {reason!r} (one of {', '.join(REFUSED)})")
+        return self._remove(seq, reason)
+
+    def count_refused(self, reason: str) -> None:
+        """Count a frame refused before it was spooled (too large to send): every refusal is counted here."""
+        if reason not in REFUSED:
+            raise ValueError(f"unknown refusal {reason!r} (one of {', '.join(REFUSED)})")
+        with self._lock:
+            self._check_open()
+            self._bump(reason, 1)
 
     def _remove(self, seq: int, counter: str) -> bool:
         with self._cond:

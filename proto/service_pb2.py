@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proto import bitstream_pb2 as proto_dot_bitstream__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/service.proto\x12\x0croistream.v1\x1a\x15proto/bitstream.proto\":\n\rIngestRequest\x12)\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1a.roistream.v1.EncodedFrame\"\xbb\x01\n\tIngestAck\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\x04\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.roistream.v1.IngestAck.Status\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x14\n\x0cstored_bytes\x18\x05 \x01(\x04\"1\n\x06Status\x12\n\n\x06STORED\x10\x00\x12\r\n\tDUPLICATE\x10\x01\x12\x0c\n\x08REJECTED\x10\x02\")\n\nFrameRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0c\n\x04last\x18\x02 \x01(\x04\"-\n\tTimeRange\x12\x10\n\x08start_us\x18\x01 \x01(\x03\x12\x0e\n\x06\x65nd_us\x18\x02 \x01(\x03\"\x14\n\x12ListStreamsRequest\"\x9e\x01\n\nStreamInfo\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12\x13\n\x0b\x66irst_frame\x18\x03 \x01(\x04\x12\x12\n\nlast_frame\x18\x04 \x01(\x04\x12\x1a\n\x12\x66irst_timestamp_us\x18\x05 \x01(\x03\x12\x19\n\x11last_timestamp_us\x18\x06 \x01(\x03\x12\r\n\x05\x62ytes\x18\x07 \x01(\x04\"@\n\x13ListStreamsResponse\x12)\n\x07streams\x18\x01 \x03(\x0b\x32\x18.roistream.v1.StreamInfo\"\x86\x01\n\x11ListFramesRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12(\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x18.roistream.v1.FrameRange\x12%\n\x04time\x18\x03 \x01(\x0b\x32\x17.roistream.v1.TimeRange\x12\r\n\x05limit\x18\x04 \x01(\r\"\xb2\x01\n\tGroupInfo\x12\x10\n\x08group_id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12 \n\x04\x62\x62ox\x18\x04 \x01(\x0b\x32\x12.roistream.v1.BBox\x12\x0f\n\x07quality\x18\x05 \x01(\r\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\x11\n\tencrypted\x18\x07 \x01(\x08\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x10\n\x08track_id\x18\t \x01(\x04\"\x91\x01\n\tFrameInfo\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\'\n\x06groups\x18\x06 \x03(\x0b\x32\x17.roistream.v1.GroupInfo\"=\n\x12ListFramesResponse\x12\'\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x17.roistream.v1.FrameInfo\"*\n\x0bKeyMaterial\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"\xee\x03\n\x0bRegionQuery\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12(\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x18.roistream.v1.FrameRange\x12%\n\x04time\x18\x03 \x01(\x0b\x32\x17.roistream.v1.TimeRange\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x11\n\tgroup_ids\x18\x05 \x03(\r\x12&\n\nintersects\x18\x06 \x01(\x0b\x32\x12.roistream.v1.BBox\x12\x30\n\x06output\x18\x07 \x01(\x0e\x32 .roistream.v1.RegionQuery.Output\x12\x1a\n\x12include_background\x18\x08 \x01(\x08\x12\x36\n\tencrypted\x18\t \x01(\x0e\x32#.roistream.v1.RegionQuery.Encrypted\x12\'\n\x04keys\x18\n \x03(\x0b\x32\x19.roistream.v1.KeyMaterial\x12\r\n\x05limit\x18\x0b \x01(\r\x12\x11\n\tcomposite\x18\x0c \x01(\x08\"+\n\x06Output\x12\x0b\n\x07RECORDS\x10\x00\x12\x07\n\x03PNG\x10\x01\x12\x0b\n\x07RAW_RGB\x10\x02\"2\n\tEncrypted\x12\x0e\n\nCIPHERTEXT\x10\x00\x12\x08\n\x04OMIT\x10\x01\x12\x0b\n\x07\x44\x45\x43RYPT\x10\x02\"\xeb\x01\n\x06Region\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x03 \x01(\x03\x12)\n\x06header\x18\x04 \x01(\x0b\x32\x19.roistream.v1.FrameHeader\x12)\n\x06record\x18\x05 \x01(\x0b\x32\x19.roistream.v1.GroupRecord\x12\r\n\x05image\x18\x06 \x01(\x0c\x12\x0c\n\x04mask\x18\x07 \x01(\x0c\x12\r\n\x05width\x18\x08 \x01(\r\x12\x0e\n\x06height\x18\t \x01(\r\x12\x11\n\tencrypted\x18\n \x01(\x08\x32\xf5\x02\n\tRoiStream\x12\x42\n\x06Ingest\x12\x1b.roistream.v1.IngestRequest\x1a\x17.roistream.v1.IngestAck(\x01\x30\x01\x12R\n\x0bListStreams\x12 .roistream.v1.ListStreamsRequest\x1a!.roistream.v1.ListStreamsResponse\x12O\n\nListFrames\x12\x1f.roistream.v1.ListFramesRequest\x1a .roistream.v1.ListFramesResponse\x12?\n\nGetRegions\x12\x19.roistream.v1.RegionQuery\x1a\x14.roistream.v1.Region0\x01\x12>\n\tSubscribe\x12\x19.roistream.v1.RegionQuery\x1a\x14.roistream.v1.Region0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/service.proto\x12\x0croistream.v1\x1a\x15proto/bitstream.proto\":\n\rIngestRequest\x12)\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1a.roistream.v1.EncodedFrame\"\xe3\x01\n\tIngestAck\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\x04\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.roistream.v1.IngestAck.Status\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x14\n\x0cstored_bytes\x18\x05 \x01(\x04\x12\x18\n\x10next_frame_index\x18\x06 \x01(\x04\"?\n\x06Status\x12\n\n\x06STORED\x10\x00\x12\r\n\tDUPLICATE\x10\x01\x12\x0c\n\x08REJECTED\x10\x02\x12\x0c\n\x08\x43ONFLICT\x10\x03\"*\n\x15StreamPositionRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"U\n\x16StreamPositionResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x18\n\x10next_frame_index\x18\x02 \x01(\x04\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x04\")\n\nFrameRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0c\n\x04last\x18\x02 \x01(\x04\"-\n\tTimeRange\x12\x10\n\x08start_us\x18\x01 \x01(\x03\x12\x0e\n\x06\x65nd_us\x18\x02 \x01(\x03\"\x14\n\x12ListStreamsRequest\"\x9e\x01\n\nStreamInfo\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12\x13\n\x0b\x66irst_frame\x18\x03 \x01(\x04\x12\x12\n\nlast_frame\x18\x04 \x01(\x04\x12\x1a\n\x12\x66irst_timestamp_us\x18\x05 \x01(\x03\x12\x19\n\x11last_timestamp_us\x18\x06 \x01(\x03\x12\r\n\x05\x62ytes\x18\x07 \x01(\x04\"@\n\x13ListStreamsResponse\x12)\n\x07streams\x18\x01 \x03(\x0b\x32\x18.roistream.v1.StreamInfo\"\x86\x01\n\x11ListFramesRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12(\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x18.roistream.v1.FrameRange\x12%\n\x04time\x18\x03 \x01(\x0b\x32\x17.roistream.v1.TimeRange\x12\r\n\x05limit\x18\x04 \x01(\r\"\xb2\x01\n\tGroupInfo\x12\x10\n\x08group_id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12 \n\x04\x62\x62ox\x18\x04 \x01(\x0b\x32\x12.roistream.v1.BBox\x12\x0f\n\x07quality\x18\x05 \x01(\r\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\x11\n\tencrypted\x18\x07 \x01(\x08\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x10\n\x08track_id\x18\t \x01(\x04\"\x91\x01\n\tFrameInfo\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\'\n\x06groups\x18\x06 \x03(\x0b\x32\x17.roistream.v1.GroupInfo\"=\n\x12ListFramesResponse\x12\'\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x17.roistream.v1.FrameInfo\"*\n\x0bKeyMaterial\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"\xee\x03\n\x0bRegionQuery\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12(\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x18.roistream.v1.FrameRange\x12%\n\x04time\x18\x03 \x01(\x0b\x32\x17.roistream.v1.TimeRange\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x11\n\tgroup_ids\x18\x05 \x03(\r\x12&\n\nintersects\x18\x06 \x01(\x0b\x32\x12.roistream.v1.BBox\x12\x30\n\x06output\x18\x07 \x01(\x0e\x32 .roistream.v1.RegionQuery.Output\x12\x1a\n\x12include_background\x18\x08 \x01(\x08\x12\x36\n\tencrypted\x18\t \x01(\x0e\x32#.roistream.v1.RegionQuery.Encrypted\x12\'\n\x04keys\x18\n \x03(\x0b\x32\x19.roistream.v1.KeyMaterial\x12\r\n\x05limit\x18\x0b \x01(\r\x12\x11\n\tcomposite\x18\x0c \x01(\x08\"+\n\x06Output\x12\x0b\n\x07RECORDS\x10\x00\x12\x07\n\x03PNG\x10\x01\x12\x0b\n\x07RAW_RGB\x10\x02\"2\n\tEncrypted\x12\x0e\n\nCIPHERTEXT\x10\x00\x12\x08\n\x04OMIT\x10\x01\x12\x0b\n\x07\x44\x45\x43RYPT\x10\x02\"\xeb\x01\n\x06Region\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x03 \x01(\x03\x12)\n\x06header\x18\x04 \x01(\x0b\x32\x19.roistream.v1.FrameHeader\x12)\n\x06record\x18\x05 \x01(\x0b\x32\x19.roistream.v1.GroupRecord\x12\r\n\x05image\x18\x06 \x01(\x0c\x12\x0c\n\x04mask\x18\x07 \x01(\x0c\x12\r\n\x05width\x18\x08 \x01(\r\x12\x0e\n\x06height\x18\t \x01(\r\x12\x11\n\tencrypted\x18\n \x01(\x08\x32\xd2\x03\n\tRoiStream\x12\x42\n\x06Ingest\x12\x1b.roistream.v1.IngestRequest\x1a\x17.roistream.v1.IngestAck(\x01\x30\x01\x12[\n\x0eStreamPosition\x12#.roistream.v1.StreamPositionRequest\x1a$.roistream.v1.StreamPositionResponse\x12R\n\x0bListStreams\x12 .roistream.v1.ListStreamsRequest\x1a!.roistream.v1.ListStreamsResponse\x12O\n\nListFrames\x12\x1f.roistream.v1.ListFramesRequest\x1a .roistream.v1.ListFramesResponse\x12?\n\nGetRegions\x12\x19.roistream.v1.RegionQuery\x1a\x14.roistream.v1.Region0\x01\x12>\n\tSubscribe\x12\x19.roistream.v1.RegionQuery\x1a\x14.roistream.v1.Region0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,37 +35,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTREQUEST']._serialized_start=60
   _globals['_INGESTREQUEST']._serialized_end=118
   _globals['_INGESTACK']._serialized_start=121
-  _globals['_INGESTACK']._serialized_end=308
-  _globals['_INGESTACK_STATUS']._serialized_start=259
-  _globals['_INGESTACK_STATUS']._serialized_end=308
-  _globals['_FRAMERANGE']._serialized_start=310
-  _globals['_FRAMERANGE']._serialized_end=351
-  _globals['_TIMERANGE']._serialized_start=353
-  _globals['_TIMERANGE']._serialized_end=398
-  _globals['_LISTSTREAMSREQUEST']._serialized_start=400
-  _globals['_LISTSTREAMSREQUEST']._serialized_end=420
-  _globals['_STREAMINFO']._serialized_start=423
-  _globals['_STREAMINFO']._serialized_end=581
-  _globals['_LISTSTREAMSRESPONSE']._serialized_start=583
-  _globals['_LISTSTREAMSRESPONSE']._serialized_end=647
-  _globals['_LISTFRAMESREQUEST']._serialized_start=650
-  _globals['_LISTFRAMESREQUEST']._serialized_end=784
-  _globals['_GROUPINFO']._serialized_start=787
-  _globals['_GROUPINFO']._serialized_end=965
-  _globals['_FRAMEINFO']._serialized_start=968
-  _globals['_FRAMEINFO']._serialized_end=1113
-  _globals['_LISTFRAMESRESPONSE']._serialized_start=1115
-  _globals['_LISTFRAMESRESPONSE']._serialized_end=1176
-  _globals['_KEYMATERIAL']._serialized_start=1178
-  _globals['_KEYMATERIAL']._serialized_end=1220
-  _globals['_REGIONQUERY']._serialized_start=1223
-  _globals['_REGIONQUERY']._serialized_end=1717
-  _globals['_REGIONQUERY_OUTPUT']._serialized_start=1622
-  _globals['_REGIONQUERY_OUTPUT']._serialized_end=1665
-  _globals['_REGIONQUERY_ENCRYPTED']._serialized_start=1667
-  _globals['_REGIONQUERY_ENCRYPTED']._serialized_end=1717
-  _globals['_REGION']._serialized_start=1720
-  _globals['_REGION']._serialized_end=1955
-  _globals['_ROISTREAM']._serialized_start=1958
-  _globals['_ROISTREAM']._serialized_end=2331
+  _globals['_INGESTACK']._serialized_end=348
+  _globals['_INGESTACK_STATUS']._serialized_start=285
+  _globals['_INGESTACK_STATUS']._serialized_end=348
+  _globals['_STREAMPOSITIONREQUEST']._serialized_start=350
+  _globals['_STREAMPOSITIONREQUEST']._serialized_end=392
+  _globals['_STREAMPOSITIONRESPONSE']._serialized_start=394
+  _globals['_STREAMPOSITIONRESPONSE']._serialized_end=479
+  _globals['_FRAMERANGE']._serialized_start=481
+  _globals['_FRAMERANGE']._serialized_end=522
+  _globals['_TIMERANGE']._serialized_start=524
+  _globals['_TIMERANGE']._serialized_end=569
+  _globals['_LISTSTREAMSREQUEST']._serialized_start=571
+  _globals['_LISTSTREAMSREQUEST']._serialized_end=591
+  _globals['_STREAMINFO']._serialized_start=594
+  _globals['_STREAMINFO']._serialized_end=752
+  _globals['_LISTSTREAMSRESPONSE']._serialized_start=754
+  _globals['_LISTSTREAMSRESPONSE']._serialized_end=818
+  _globals['_LISTFRAMESREQUEST']._serialized_start=821
+  _globals['_LISTFRAMESREQUEST']._serialized_end=955
+  _globals['_GROUPINFO']._serialized_start=958
+  _globals['_GROUPINFO']._serialized_end=1136
+  _globals['_FRAMEINFO']._serialized_start=1139
+  _globals['_FRAMEINFO']._serialized_end=1284
+  _globals['_LISTFRAMESRESPONSE']._serialized_start=1286
+  _globals['_LISTFRAMESRESPONSE']._serialized_end=1347
+  _globals['_KEYMATERIAL']._serialized_start=1349
+  _globals['_KEYMATERIAL']._serialized_end=1391
+  _globals['_REGIONQUERY']._serialized_start=1394
+  _globals['_REGIONQUERY']._serialized_end=1888
+  _globals['_REGIONQUERY_OUTPUT']._serialized_start=1793
+  _globals['_REGIONQUERY_OUTPUT']._serialized_end=1836
+  _globals['_REGIONQUERY_ENCRYPTED']._serialized_start=1838
+  _globals['_REGIONQUERY_ENCRYPTED']._serialized_end=1888
+  _globals['_REGION']._serialized_start=1891
+  _globals['_REGION']._serialized_end=2126
+  _globals['_ROISTREAM']._serialized_start=2129
+  _globals['_ROISTREAM']._serialized_end=2595
 # @@protoc_insertion_point(module_scope)

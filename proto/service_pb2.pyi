@@ -15,26 +15,46 @@ class IngestRequest(_message.Message):
     def __init__(self, frame: _Optional[_Union[_bitstream_pb2.EncodedFrame, _Mapping]] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("stream_id", "frame_index", "status", "error", "stored_bytes")
+    __slots__ = ("stream_id", "frame_index", "status", "error", "stored_bytes", "next_frame_index")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STORED: _ClassVar[IngestAck.Status]
         DUPLICATE: _ClassVar[IngestAck.Status]
         REJECTED: _ClassVar[IngestAck.Status]
+        CONFLICT: _ClassVar[IngestAck.Status]
     STORED: IngestAck.Status
     DUPLICATE: IngestAck.Status
     REJECTED: IngestAck.Status
+    CONFLICT: IngestAck.Status
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     frame_index: int
     status: IngestAck.Status
     error: str
     stored_bytes: int
-    def __init__(self, stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., status: _Optional[_Union[IngestAck.Status, str]] = ..., error: _Optional[str] = ..., stored_bytes: _Optional[int] = ...) -> None: ...
+    next_frame_index: int
+    def __init__(self, stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., status: _Optional[_Union[IngestAck.Status, str]] = ..., error: _Optional[str] = ..., stored_bytes: _Optional[int] = ..., next_frame_index: _Optional[int] = ...) -> None: ...
+
+class StreamPositionRequest(_message.Message):
+    __slots__ = ("stream_id",)
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
+
+class StreamPositionResponse(_message.Message):
+    __slots__ = ("stream_id", "next_frame_index", "frames")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    next_frame_index: int
+    frames: int
+    def __init__(self, stream_id: _Optional[str] = ..., next_frame_index: _Optional[int] = ..., frames: _Optional[int] = ...) -> None: ...
 
 class FrameRange(_message.Message):
     __slots__ = ("first", "last")

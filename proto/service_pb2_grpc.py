@@ -39,6 +39,11 @@ class RoiStreamStub:
                 request_serializer=proto_dot_service__pb2.IngestRequest.SerializeToString,
                 response_deserializer=proto_dot_service__pb2.IngestAck.FromString,
                 _registered_method=True)
+        self.StreamPosition = channel.unary_unary(
+                '/roistream.v1.RoiStream/StreamPosition',
+                request_serializer=proto_dot_service__pb2.StreamPositionRequest.SerializeToString,
+                response_deserializer=proto_dot_service__pb2.StreamPositionResponse.FromString,
+                _registered_method=True)
         self.ListStreams = channel.unary_unary(
                 '/roistream.v1.RoiStream/ListStreams',
                 request_serializer=proto_dot_service__pb2.ListStreamsRequest.SerializeToString,
@@ -67,6 +72,14 @@ class RoiStreamServicer:
     def Ingest(self, request_iterator, context):
         """Edge -> cloud. One IngestAck per frame, sent only after the frame is durably stored
         (or rejected). Acks come in the order frames were sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamPosition(self, request, context):
+        """Where a stream continues: an edge asks before numbering its first frame, so a restart without
+        its spool (or a second edge on the stream) does not reuse indexes the cloud already holds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,6 +118,11 @@ def add_RoiStreamServicer_to_server(servicer, server):
                     servicer.Ingest,
                     request_deserializer=proto_dot_service__pb2.IngestRequest.FromString,
                     response_serializer=proto_dot_service__pb2.IngestAck.SerializeToString,
+            ),
+            'StreamPosition': grpc.unary_unary_rpc_method_handler(
+                    servicer.StreamPosition,
+                    request_deserializer=proto_dot_service__pb2.StreamPositionRequest.FromString,
+                    response_serializer=proto_dot_service__pb2.StreamPositionResponse.SerializeToString,
             ),
             'ListStreams': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStreams,
@@ -154,6 +172,33 @@ class RoiStream:
             '/roistream.v1.RoiStream/Ingest',
             proto_dot_service__pb2.IngestRequest.SerializeToString,
             proto_dot_service__pb2.IngestAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPosition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roistream.v1.RoiStream/StreamPosition',
+            proto_dot_service__pb2.StreamPositionRequest.SerializeToString,
+            proto_dot_service__pb2.StreamPositionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,11 +23,15 @@ from typing import Generic, TypeVar
 
 import grpc
 
-from . import service_pb2
+from . import service_pb2, service_pb2_grpc
 
 T = TypeVar("T")
 
 MAX_MESSAGE = 64 * 1024 * 1024  # both directions; the server sets its own limits on what it accepts
+# The largest IngestRequest a server accepts by default (`roistream cloud serve --max-message-size`). The
+# server answers a larger one with an RPC error, not an ack, so the edge refuses such frames before spooling
+# them (`roistream edge run --max-frame-size`, which must not exceed the server's setting).
+MAX_INGEST_REQUEST = 16 * 1024 * 1024
 INGEST_METHOD = "/roistream.v1.RoiStream/Ingest"
 _INGEST_FRAME_TAG = b"\x0a"  # IngestRequest.frame: field 1, length-delimited
 
@@ -97,6 +101,20 @@ def ingest_request(frame_bytes: bytes) -> bytes:
     return _INGEST_FRAME_TAG + _varint(len(frame_bytes)) + frame_bytes
 
 
+def ingest_request_size(frame_bytes: int) -> int:
+    """Bytes of the IngestRequest that carries a serialized frame of `frame_bytes` bytes (what the server's
+    message limit applies to)."""
+    return len(_INGEST_FRAME_TAG) + len(_varint(frame_bytes)) + frame_bytes
+
+
+def stream_position(channel: grpc.Channel, stream_id: str, *, metadata: Iterable[tuple[str, str]] = (),
+                    timeout: float | None = None) -> service_pb2.StreamPositionResponse:
+    """Where the cloud's copy of a stream continues (one past its highest stored frame index)."""
+    stub = service_pb2_grpc.RoiStreamStub(channel)
+    return stub.StreamPosition(service_pb2.StreamPositionRequest(stream_id=stream_id), metadata=tuple(metadata),
+                               timeout=timeout)
+
+
 class IngestProtocolError(RuntimeError):
     """The cloud acknowledged a frame that was not in flight."""
 
@@ -124,6 +142,11 @@ class IngestCall(Generic[T]):
     @property
     def in_flight(self) -> int:
         return len(self._pending)
+
+    def unacknowledged(self) -> list[T]:
+        """The items sent and not yet acknowledged, oldest first."""
+        with self._cond:
+            return list(self._pending)
 
     def _requests(self, items: Iterable[T]) -> Iterator[bytes]:
         for item in items:

@@ -211,3 +211,48 @@ def test_a_frame_the_index_refuses_fails_alone_in_its_group_commit(store, cloud_
         check_crc(reopened.read_group(last).header, reopened.read_group(last).record)
     finally:
         reopened.close()
+
+
+def _altered(frame):
+    """The same (stream, index) with different content: what a restarted edge or a second camera sends."""
+    other = frame.__deepcopy__()
+    other.header.timestamp_us += 1
+    return other
+
+
+def test_a_different_frame_at_a_stored_index_is_a_conflict_not_a_duplicate(store, cloud_frames):
+    frame = cloud_frames.plain
+    assert store.submit_frame(frame).result().status is PutStatus.STORED
+    again = frame.__deepcopy__()  # a resend: the same bytes
+    assert store.submit_frame(again).result().status is PutStatus.DUPLICATE
+    clash = store.submit_frame(_altered(frame)).result()
+    assert clash.status is PutStatus.CONFLICT and clash.stored_bytes == 0
+    assert clash.next_frame_index == 1
+    # in one batch: the first frame at an index wins, a resend of it is a duplicate, another frame a conflict
+    later = relabel(frame, "base", 5)
+    futures = [store.submit_frame(f) for f in (later, later.__deepcopy__(), _altered(later))]
+    assert [f.result().status for f in futures] == [PutStatus.STORED, PutStatus.DUPLICATE, PutStatus.CONFLICT]
+    assert futures[2].result().next_frame_index == 6
+    frames = store.list_frames("base", None, None, 10)
+    assert [(f.frame_index, f.timestamp_us) for f in frames] == [(0, frame.header.timestamp_us),
+                                                                  (5, later.header.timestamp_us)]
+    pos = store.stream_position("base")
+    assert (pos.next_frame_index, pos.frames) == (6, 2)
+    assert store.stream_position("nobody").next_frame_index == 0
+
+
+def test_frames_stored_before_digests_were_kept_are_compared_by_their_stored_bytes(tmp_path, cloud_frames):
+    import sqlite3
+
+    frame = cloud_frames.plain
+    s = SqliteSegmentStorage(tmp_path / "data")
+    assert s.submit_frame(frame).result().status is PutStatus.STORED
+    s.close()
+    with sqlite3.connect(tmp_path / "data" / "index.sqlite") as db:  # an index from before the column existed
+        db.execute("ALTER TABLE frames DROP COLUMN content_hash")
+    s = SqliteSegmentStorage(tmp_path / "data")
+    try:
+        assert s.submit_frame(frame.__deepcopy__()).result().status is PutStatus.DUPLICATE
+        assert s.submit_frame(_altered(frame)).result().status is PutStatus.CONFLICT
+    finally:
+        s.close()
