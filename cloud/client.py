@@ -1,19 +1,20 @@
-"""`CloudClient`: the one Python client of the cloud service, used by `roistream query`, the edge and users.
+"""`CloudClient`: the one Python client of the cloud service, used by `roistream query`, the web viewer and users.
 
 It also decrypts and decodes ciphertext records locally, so an analytics user can keep keys off the
 server entirely (end-to-end encryption): ask for `encrypted="ciphertext"` and pass a Keyring to
-`region_pixels`.
+`region_pixels`. Querying needs no torch: the codec (and torch with it) is imported only when a record
+is decoded here, so an analytics machine that asks the server for PNG or raw pixels installs and starts light.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
 
-from codec.api import Codec
 from codec.crypto import EncryptionKey, Keyring
 from codec.errors import SignatureError
 from codec.signing import TrustedKeys
@@ -21,6 +22,9 @@ from proto import bitstream_pb2, service_pb2, service_pb2_grpc
 from proto.transport import MAX_MESSAGE, Endpoint, IngestCall, ingest_request, stream_position
 
 from .pixels import decode_pixels
+
+if TYPE_CHECKING:
+    from codec.api import Codec
 
 Query = service_pb2.RegionQuery
 OUTPUTS = {"records": Query.RECORDS, "png": Query.PNG, "raw": Query.RAW_RGB}
@@ -122,7 +126,10 @@ class CloudClient:
     # ---- local decoding ----
     @property
     def codec(self) -> Codec:
+        """The local decoder, loaded on first use (the only import of torch on the query side)."""
         if self._codec is None:
+            from codec.api import Codec
+
             self._codec = Codec.load(self._weights)
         return self._codec
 

@@ -18,6 +18,8 @@ The layer order, bottom first (a module may import its own layer and the layers 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,3 +161,15 @@ def test_a_circle_and_an_upward_import_are_caught():
     """The checks themselves fail on what they exist to catch."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert layer_of("codec.api") < layer_of("edge.policy")
+
+
+def test_the_analytics_client_imports_without_torch():
+    """A machine that only queries regions (PNG, raw or records) needs no torch: the client loads the
+    codec only when it decodes a record itself. Checked in a fresh interpreter, where nothing else
+    has imported torch yet."""
+    code = ("import sys; import cloud.client, cloud.pixels; from cloud.client import CloudClient, region_query; "
+            "region_query('s', labels=['person'], output='records'); "
+            "heavy = sorted(m for m in ('torch', 'ultralytics', 'onnxruntime', 'codec.api') if m in sys.modules); "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing cloud.client pulled in: {out.stdout.strip()}"
