@@ -5,8 +5,8 @@ edited to an extreme or nonsensical value *with the CRCs recomputed* (what a hos
 a noisy channel, sends). The properties:
 
 * decoder: every case either decodes or raises a `BitstreamError` subclass, within a time limit;
-* Ingest: every case is answered STORED, DUPLICATE, REJECTED or, for bytes that are not a
-  message, INVALID_ARGUMENT on its own call; whatever is STORED decodes (a ciphertext whose
+* Ingest: every case is answered STORED, DUPLICATE, CONFLICT (another case holds its frame index),
+  REJECTED or, for bytes that are not a message, INVALID_ARGUMENT on its own call; whatever is STORED decodes (a ciphertext whose
   binding was edited is refused by the key holder who decrypts it); afterwards the server
   still stores and serves a valid frame.
 

@@ -12,7 +12,7 @@ from proto import service_pb2
 from tests.cloud_fixtures import start_server  # noqa: F401 - fixture
 
 DECODE_OUTCOMES = {"decoded"} | {c.__name__ for c in (BitstreamError, *BitstreamError.__subclasses__())}
-INGEST_OUTCOMES = {"STORED", "DUPLICATE", "REJECTED", "INVALID_ARGUMENT", "STORED_ciphertext_refused_by_reader"}
+INGEST_OUTCOMES = {"STORED", "DUPLICATE", "CONFLICT", "REJECTED", "INVALID_ARGUMENT", "STORED_ciphertext_refused_by_reader"}
 
 
 @pytest.fixture(scope="module")
