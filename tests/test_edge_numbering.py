@@ -5,6 +5,8 @@ CONFLICT, counted and reported, and the pipeline numbers the next frames past th
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 
@@ -19,6 +21,7 @@ from edge.streaming import IngestStreamer, first_frame_index
 from codec import paths
 from tests.cloud_fixtures import TOKENS, start_server, tokens_file  # noqa: F401 - fixtures
 from tests.edge_fixtures import cloud_server, detector, needs_shared  # noqa: F401 - fixtures
+from tests.test_edge_crash import _edge
 from tests.test_edge_streaming import encoded_frames
 
 pytestmark = needs_shared()
@@ -110,3 +113,26 @@ def test_stream_position_answers_ingest_tokens(tmp_path, start_server, tokens_fi
         client.stream_position("cam")
     assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
     spool.close()
+
+
+@pytest.mark.slow
+def test_edge_run_on_a_new_box_continues_the_clouds_numbering(tmp_path, codec):
+    """The real `roistream edge run`, twice on one stream, the second time with another (empty) spool."""
+    from tests.edge_fixtures import start_cloud
+
+    server = start_cloud(tmp_path / "cloud")
+    try:
+        summaries = []
+        for spool in ("first.spool", "new-box.spool"):
+            edge = _edge(server.port, tmp_path / spool, 3)
+            out, _ = edge.communicate(timeout=300)
+            assert edge.returncode == 0, out
+            summaries.append(json.loads(out.strip().splitlines()[-1]))
+        first, second = summaries
+        assert first["streamer"]["stored"] >= 1 and second["first_index"] == first["last_index"] + 1
+        assert (second["streamer"]["duplicate"], second["streamer"]["conflict"]) == (0, 0)
+        held = stored(server.port, "cam")
+        assert len(held) == first["streamer"]["stored"] + second["streamer"]["stored"]  # every frame kept
+        assert max(held) == second["last_index"]
+    finally:
+        server.stop(grace=0)
