@@ -48,16 +48,11 @@ def _words(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from . import log
-    from .server import CloudServer, InsecureBindError, ServerConfig
+def serve_config(args: argparse.Namespace):
+    """The ServerConfig of parsed `cloud serve` arguments."""
+    from .server import ServerConfig
 
-    log.configure(args.log_level)
-    if args.decode_threads:
-        import torch
-
-        torch.set_num_threads(args.decode_threads)
-    config = ServerConfig(
+    return ServerConfig(
         data_dir=args.data, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, tokens=args.tokens, trust_keys=tuple(args.trust_key),
         metrics_port=args.metrics_port,
@@ -66,11 +61,24 @@ def _serve(args: argparse.Namespace) -> int:
         max_workers=args.max_workers, max_calls_per_token=args.max_calls_per_token,
         max_calls_per_peer=args.max_calls_per_peer, health_workers=args.health_workers,
         idle_timeout_s=args.idle_timeout or None, grace_s=args.grace, decoder=args.decoder, insecure=args.insecure)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from . import log
+    from .server import CloudServer, InsecureBindError
+
+    config = serve_config(args)
     try:
-        server = CloudServer(config).start()
+        config.check_exposure()  # before anything is set up (CloudServer.start checks it again)
     except InsecureBindError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    log.configure(args.log_level)
+    if args.decode_threads:
+        import torch
+
+        torch.set_num_threads(args.decode_threads)
+    server = CloudServer(config).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
