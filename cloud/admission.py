@@ -8,7 +8,9 @@ So:
 * RoiStream calls are capped in all (`calls`), per token (`per_token`) and per peer IP address
   (`per_peer`); a call over a cap is refused at once with RESOURCE_EXHAUSTED naming the cap;
 * health checking and reflection are counted apart (`open_calls`) and the thread pool has that many
-  threads beyond `calls`, so health answers while the service is saturated.
+  threads beyond `calls`, so health answers while the service is saturated; the long-lived ones among
+  them (health Watch, reflection streams) may take only half of those threads, so that they cannot
+  hold every thread that health Checks need.
 
 A call is counted from when its handler starts to when it returns, i.e. exactly while it holds a
 thread. (A unary call's request message is read before its handler starts: a client that opens a
@@ -63,11 +65,14 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         with self._lock:
             return {k: v for k, v in self._open.items() if v}
 
-    def _caps(self, method: str, metadata, peer: str) -> list[tuple[tuple, int, str]]:
+    def _caps(self, method: str, streaming: bool, metadata, peer: str) -> list[tuple[tuple, int, str]]:
         """(key, limit, reason) of every cap the call counts against."""
         lim = self.limits
         if method.startswith(OPEN_PREFIXES):
-            return [(("open",), lim.open_calls, "health/reflection")]
+            caps = [(("open",), lim.open_calls, "health/reflection")]
+            if streaming:
+                caps.append((("open-stream",), max(1, lim.open_calls // 2), "health watch/reflection"))
+            return caps
         caps = [(("calls",), lim.calls, "server")]
         token = bearer(metadata)
         if lim.per_token and token:
@@ -81,8 +86,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         with self._lock:
             for key, limit, reason in caps:
                 if self._open[key] >= limit:
-                    who = {"server": "the server", "token": "this token", "peer": "this address",
-                           "health/reflection": "health/reflection"}[reason]
+                    who = {"server": "the server", "token": "this token", "peer": "this address"}.get(reason, reason)
                     self._on_refused(reason)
                     return f"{who} already has {limit} call(s) open, its limit; close some or retry later"
             for key, _, _ in caps:
@@ -100,9 +104,10 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         if handler is None or not method.startswith((SERVICE, *OPEN_PREFIXES)):
             return handler
         metadata = handler_call_details.invocation_metadata
+        streaming = handler.request_streaming or handler.response_streaming
 
         def admit(context: grpc.ServicerContext):
-            caps = self._caps(method, metadata, context.peer())
+            caps = self._caps(method, streaming, metadata, context.peer())
             refusal = self._acquire(caps)
             if refusal is not None:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)

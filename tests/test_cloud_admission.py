@@ -105,6 +105,19 @@ def test_health_has_its_own_workers_when_every_service_worker_is_held(start_serv
     assert len(refused) == 2 and "the server already has 4 call(s) open" in refused[0].details()
     for _ in range(10):  # more health checks than the health workers, one after the other
         assert health(target) == health_pb2.HealthCheckResponse.SERVING
+    # long-lived health calls (Watch) may hold only half the health workers: Checks still answer
+    with grpc.insecure_channel(target) as channel:
+        watches = [health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest()) for _ in range(4)]
+        outcomes = []
+        for watch in watches:
+            try:
+                outcomes.append(health_pb2.HealthCheckResponse.ServingStatus.Name(next(watch).status))
+            except grpc.RpcError as exc:
+                outcomes.append(exc.code().name)
+        assert sorted(outcomes) == ["RESOURCE_EXHAUSTED"] * 2 + ["SERVING"] * 2
+        assert health(target) == health_pb2.HealthCheckResponse.SERVING
+        for watch in watches:
+            watch.cancel()
     with CloudClient(target) as client:
         code, details = _code(lambda: client.list_streams(timeout=3))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "the server" in details
