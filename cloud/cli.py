@@ -65,12 +65,13 @@ def serve_config(args: argparse.Namespace):
 
 def _serve(args: argparse.Namespace) -> int:
     from . import log
-    from .server import CloudServer, InsecureBindError
+    from .server import CloudServer
 
     config = serve_config(args)
     try:
         config.check_exposure()  # before anything is set up (CloudServer.start checks it again)
-    except InsecureBindError as exc:
+        config.limits  # noqa: B018 - validates the call limits
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log.configure(args.log_level)
@@ -78,7 +79,11 @@ def _serve(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.decode_threads)
-    server = CloudServer(config).start()
+    try:
+        server = CloudServer(config).start()
+    except ValueError as exc:  # a bad tokens file, half a TLS pair: say what, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
