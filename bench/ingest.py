@@ -104,7 +104,8 @@ class Server:
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "roistream.cli", "cloud", "serve", "--data", str(data), "--host", "127.0.0.1",
-             "--port", "0", "--decode-threads", "1", "--log-level", "info"],
+             "--port", "0", "--decode-threads", "1", "--log-level", "info",
+             "--max-calls-per-peer", "0"],  # every client stream of the benchmark comes from this host
             stderr=subprocess.PIPE, text=True, cwd=paths.SOURCE_ROOT)
         for line in self.proc.stderr:
             self.log.write(line)

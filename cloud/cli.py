@@ -48,23 +48,42 @@ def _words(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from . import log
-    from .server import CloudServer, ServerConfig
+def serve_config(args: argparse.Namespace):
+    """The ServerConfig of parsed `cloud serve` arguments."""
+    from .server import ServerConfig
 
-    log.configure(args.log_level)
-    if args.decode_threads:
-        import torch
-
-        torch.set_num_threads(args.decode_threads)
-    config = ServerConfig(
+    return ServerConfig(
         data_dir=args.data, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, tokens=args.tokens, trust_keys=tuple(args.trust_key),
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host, weights=args.weights, max_message_bytes=args.max_message_size,
         retain_age_s=args.retain_age, retain_bytes=args.retain_bytes, segment_bytes=args.segment_size,
-        max_workers=args.max_workers, grace_s=args.grace, decoder=args.decoder)
-    server = CloudServer(config).start()
+        max_workers=args.max_workers, max_calls_per_token=args.max_calls_per_token,
+        max_calls_per_peer=args.max_calls_per_peer, health_workers=args.health_workers,
+        idle_timeout_s=args.idle_timeout or None, grace_s=args.grace, decoder=args.decoder, insecure=args.insecure)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from . import log
+    from .server import CloudServer
+
+    config = serve_config(args)
+    try:
+        config.check_exposure()  # before anything is set up (CloudServer.start checks it again)
+        config.limits  # noqa: B018 - validates the call limits
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log.configure(args.log_level)
+    if args.decode_threads:
+        import torch
+
+        torch.set_num_threads(args.decode_threads)
+    try:
+        server = CloudServer(config).start()
+    except ValueError as exc:  # a bad tokens file, half a TLS pair: say what, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -152,22 +171,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     cloud = sub.add_parser("cloud", help="cloud server").add_subparsers(dest="cloud_command", required=True)
     p = cloud.add_parser("serve", help="run the cloud gRPC server (docs/cloud.md)")
     p.add_argument("--data", type=Path, required=True, help="data directory (index + segments)")
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="listen address (default 127.0.0.1; any other needs TLS and --tokens or --tls-client-ca, "
+                        "or --insecure)")
     p.add_argument("--port", type=int, default=50051, help="0 = any free port (logged at startup)")
     p.add_argument("--tls-cert", type=Path, help="PEM server certificate; enables TLS")
     p.add_argument("--tls-key", type=Path, help="PEM server private key")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA for client certificates: enables mutual TLS")
-    p.add_argument("--tokens", type=Path, help='JSON tokens file {"ingest": [...], "query": [...]}; none = no auth')
+    p.add_argument("--tokens", type=Path, help='tokens file: JSON {"ingest": [...], "query": [...]} or lines '
+                                               '"role:token[:stream-pattern,...]" (docs/cloud.md); none = no auth')
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without TLS and client authentication (a trusted network, "
+                        "or a TLS-terminating proxy)")
     p.add_argument("--trust-key", type=Path, action="append", default=[],
                    help="edge public key (roistream keygen --signing; repeatable): store only records it signed")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
-    p.add_argument("--metrics-host", default="0.0.0.0")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics (default 127.0.0.1)")
     p.add_argument("--weights", type=Path, help="codec weights for decoding (default: shipped weights)")
     p.add_argument("--retain-age", type=parse_duration, help="delete frames stored longer ago (e.g. 7d, 12h)")
     p.add_argument("--retain-bytes", type=parse_size, help="keep at most this much segment data (e.g. 100G)")
     p.add_argument("--segment-size", type=parse_size, default="64M", help="segment file size (retention unit)")
     p.add_argument("--max-message-size", type=parse_size, default="16M", help="largest accepted request")
-    p.add_argument("--max-workers", type=int, default=64, help="concurrent RPCs")
+    p.add_argument("--max-workers", type=int, default=64, help="concurrent RoiStream calls (default 64)")
+    p.add_argument("--max-calls-per-token", type=int, default=16,
+                   help="of them, open at once with one token (default 16; 0 = no limit)")
+    p.add_argument("--max-calls-per-peer", type=int, default=32,
+                   help="of them, open at once from one IP address (default 32; 0 = no limit, e.g. behind a proxy)")
+    p.add_argument("--health-workers", type=int, default=4,
+                   help="threads kept for health checks and reflection beyond --max-workers (default 4)")
+    p.add_argument("--idle-timeout", type=float, default=60.0,
+                   help="seconds an Ingest call may stay open without sending a frame (default 60; 0 = never)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight RPCs get at shutdown")
     p.add_argument("--decode-threads", type=int, help="torch threads for decoding (default: torch's choice)")
     p.add_argument("--decoder", choices=RUNTIME_NAMES, default="torch",

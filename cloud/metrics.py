@@ -23,9 +23,13 @@ class Metrics:
                                ["output"], registry=r)
         self.active_streams = Gauge("roistream_active_ingest_streams", "Open Ingest calls", registry=r)
         self.subscribers = Gauge("roistream_active_subscriptions", "Open Subscribe calls", registry=r)
+        self.calls_refused = Counter("roistream_calls_refused", "Calls refused at admission, by the limit they hit",
+                                     ["limit"], registry=r)
+        self.idle_calls_ended = Counter("roistream_idle_ingest_calls_ended",
+                                        "Ingest calls the server ended after its idle timeout", registry=r)
         self._http = None
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
         self._http, _ = start_http_server(port, host, registry=self.registry)
         return self._http.server_address[1]

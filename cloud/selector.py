@@ -29,6 +29,7 @@ class Selection:
     """Which stored groups a query selects; all conditions must hold (empty set = any)."""
 
     stream_id: str = ""  # "" = every stream
+    streams: frozenset[str] | None = None  # only these streams (a scoped token's); None = no such bound
     frames: tuple[int, int] | None = None  # inclusive frame index range
     time: tuple[int, int] | None = None  # inclusive capture time range, microseconds
     labels: frozenset[str] = frozenset()
@@ -44,7 +45,7 @@ class Selection:
 
     def for_frame(self, stream_id: str, frame_index: int) -> "Selection":
         """The same conditions restricted to one frame (used by Subscribe for each new frame)."""
-        return replace(self, stream_id=stream_id, frames=(frame_index, frame_index), time=None, limit=0)
+        return replace(self, stream_id=stream_id, streams=None, frames=(frame_index, frame_index), time=None, limit=0)
 
 
 @dataclass(frozen=True)

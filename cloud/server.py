@@ -22,26 +22,33 @@ from codec.api import Codec
 from codec.signing import TrustedKeys
 from proto.transport import MAX_INGEST_REQUEST
 
-from .auth import AuthInterceptor, Tokens
+from proto.transport import is_loopback
+
+from .admission import AdmissionInterceptor, Limits
+from .auth import Access, AuthInterceptor, Tokens
 from .feed import FrameFeed
 from .metrics import Metrics
 from .regions import RegionBuilder
-from .service import SERVICE_NAME, RoiStreamService
+from .service import DEFAULT_IDLE_TIMEOUT_S, SERVICE_NAME, RoiStreamService
 from .sqlite_storage import DEFAULT_SEGMENT_BYTES, SqliteSegmentStorage
 from .storage import Storage
 
 log = logging.getLogger(__name__)
 
 
+class InsecureBindError(ValueError):
+    """A listen address beyond this machine without TLS and client authentication, and no `insecure`."""
+
+
 @dataclass
 class ServerConfig:
     data_dir: Path
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # beyond loopback needs TLS and tokens (or mutual TLS), or insecure=True
     port: int = 50051  # 0 = any free port
     tls_cert: Path | None = None  # PEM server certificate (chain); with tls_key enables TLS
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # PEM CA: clients must present a certificate it signed (mutual TLS)
-    tokens: Path | None = None  # JSON tokens file (cloud/auth.py); None = no auth
+    tokens: Path | None = None  # tokens file (cloud/auth.py: roles and stream scopes); None = no auth
     trust_keys: tuple[Path, ...] = ()  # edge public keys (codec.signing); given, only records they signed are stored
     metrics_port: int | None = None  # Prometheus /metrics; None = off, 0 = any free port
     metrics_host: str = "127.0.0.1"
@@ -52,8 +59,31 @@ class ServerConfig:
     retain_bytes: int | None = None
     retention_interval_s: float = 60.0
     segment_bytes: int = DEFAULT_SEGMENT_BYTES
-    max_workers: int = 64  # concurrent RPCs (each Ingest / Subscribe holds one while open)
+    max_workers: int = 64  # concurrent RoiStream RPCs (each Ingest / Subscribe holds one while open)
+    max_calls_per_token: int = 16  # of them, open at once with one token (0 = no limit)
+    max_calls_per_peer: int = 32  # ... from one IP address (0 = no limit, e.g. behind a proxy)
+    health_workers: int = 4  # threads beyond max_workers for health checks and reflection only
+    idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S  # end an Ingest call silent this long; None = never
     grace_s: float = 10.0
+    insecure: bool = False  # allow a non-loopback host without TLS and client authentication
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_workers, self.max_calls_per_token, self.max_calls_per_peer, self.health_workers)
+
+    def check_exposure(self) -> None:
+        """Refuse to listen beyond loopback in the clear or without client authentication, unless told to:
+        anyone who reaches the port could then write and read every stream."""
+        if is_loopback(self.host) or self.insecure:
+            return
+        missing = [what for what, ok in (("TLS (--tls-cert/--tls-key)", self.tls_cert is not None),
+                                         ("client authentication (--tokens or --tls-client-ca)",
+                                          self.tokens is not None or self.tls_client_ca is not None)) if not ok]
+        if missing:
+            raise InsecureBindError(
+                f"refusing to listen on {self.host}, beyond this machine, without {' and '.join(missing)}: anyone "
+                "who reaches the port could write and read every stream. Add them, bind 127.0.0.1, or pass "
+                "--insecure (ServerConfig.insecure) for a trusted network or a TLS-terminating proxy")
 
 
 def load_decoder(decoder: str, weights: Path | None = None) -> Codec:
@@ -102,21 +132,27 @@ class CloudServer:
 
     def start(self) -> "CloudServer":
         cfg = self.config
+        cfg.check_exposure()
+        limits = cfg.limits
         tokens = Tokens.load(cfg.tokens) if cfg.tokens else None
         if self.codec is None:  # before the storage opens: a bad decoder choice leaves nothing open
             self.codec = load_decoder(cfg.decoder, cfg.weights)
         if self.storage is None:
             self.storage = SqliteSegmentStorage(cfg.data_dir, cfg.segment_bytes)
         service = RoiStreamService(self.storage, RegionBuilder(self.storage, self.codec, self.metrics), self.feed,
-                                   self.metrics, cfg.max_message_bytes, TrustedKeys.load(cfg.trust_keys))
+                                   self.metrics, cfg.max_message_bytes, TrustedKeys.load(cfg.trust_keys),
+                                   Access(tokens), cfg.idle_timeout_s)
+        admission = AdmissionInterceptor(limits, lambda limit: self.metrics.calls_refused.labels(limit).inc())
         server = grpc.server(
-            ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
-            interceptors=[AuthInterceptor(tokens)] if tokens else [],
+            # health and reflection have threads of their own (cloud/admission.py); calls over the limits are
+            # refused by the admission interceptor, gRPC's own cap is only a backstop against a flood of them
+            ThreadPoolExecutor(max_workers=limits.threads, thread_name_prefix="rpc"),
+            interceptors=([AuthInterceptor(tokens)] if tokens else []) + [admission],
             # the transport allows twice the limit so that a somewhat oversized message reaches the service and
             # gets a clear INVALID_ARGUMENT; beyond that gRPC itself answers RESOURCE_EXHAUSTED
             options=[("grpc.max_receive_message_length", 2 * cfg.max_message_bytes),
                      ("grpc.max_send_message_length", -1)],
-            maximum_concurrent_rpcs=cfg.max_workers)
+            maximum_concurrent_rpcs=4 * limits.threads)
         server.add_generic_rpc_handlers((service.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -143,7 +179,8 @@ class CloudServer:
             self._retention.start()
         log.info("server started", extra={"fields": {
             "host": cfg.host, "port": self.port, "tls": self.tls, "mutual_tls": cfg.tls_client_ca is not None,
-            "auth": tokens is not None, "metrics_port": self.metrics_port, "data": str(cfg.data_dir),
+            "auth": tokens is not None, "max_workers": cfg.max_workers, "per_token": cfg.max_calls_per_token,
+            "per_peer": cfg.max_calls_per_peer, "idle_timeout_s": cfg.idle_timeout_s, "metrics_port": self.metrics_port, "data": str(cfg.data_dir),
             "weights_id": self.codec.weights_id}})
         return self
 

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -23,6 +23,7 @@ from codec.errors import BitstreamError
 from codec.signing import TrustedKeys
 from proto import bitstream_pb2, service_pb2
 
+from .auth import INGEST, QUERY, Access, Scope
 from .errors import ServiceError
 from .feed import FrameFeed
 from .metrics import Metrics
@@ -39,6 +40,7 @@ MAX_LIST_LIMIT = 10000
 POLL_S = 0.5  # how often a waiting Subscribe / ingest reader checks that its client is still there
 
 INGEST_WINDOW = 32  # frames of one Ingest call read but not yet acknowledged
+DEFAULT_IDLE_TIMEOUT_S = 60.0
 
 Ack = service_pb2.IngestAck
 
@@ -77,10 +79,31 @@ def _is_tls(context: grpc.ServicerContext) -> bool:
     return context.auth_context().get("transport_security_type") == [b"ssl"]
 
 
+class _Activity:
+    """When an Ingest call last did something (a message read, an ack sent), and whether a message is in hand."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.busy = False
+
+    def touch(self, busy: bool) -> None:
+        self.last, self.busy = time.monotonic(), busy
+
+    def idle_for(self) -> float:
+        return 0.0 if self.busy else time.monotonic() - self.last
+
+
 class RoiStreamService:
+    """access: which streams each caller's token covers (Access(None): every stream); idle_timeout_s: an Ingest
+    call that neither sends a message nor waits for an ack that long is ended with DEADLINE_EXCEEDED, so idle
+    calls do not hold worker threads (None: never)."""
+
     def __init__(self, storage: Storage, regions: RegionBuilder, feed: FrameFeed, metrics: Metrics,
-                 max_message_bytes: int, trusted: TrustedKeys | None = None):
+                 max_message_bytes: int, trusted: TrustedKeys | None = None, access: Access | None = None,
+                 idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S):
         self.storage = storage
+        self.access = access or Access(None)
+        self.idle_timeout_s = idle_timeout_s
         self.trusted = trusted
         self.regions = regions
         self.feed = feed
@@ -116,6 +139,16 @@ class RoiStreamService:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {cls.__name__}: {exc}") from None
         return msg
 
+    def _readable(self, context: grpc.ServicerContext) -> Scope:
+        return self.access.scope(context, QUERY)
+
+    @staticmethod
+    def _in_scope(scope: Scope, stream_id: str, verb: str) -> None:
+        """Refuse a stream outside the token's scope (before looking it up, so nothing about it is revealed)."""
+        if not scope.allows(stream_id):
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"this token may not {verb} stream {stream_id!r} (it covers: {scope})")
+
     def _known_stream(self, stream_id: str) -> None:
         if not self.storage.has_stream(stream_id):
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"no stream {stream_id!r} is stored")
@@ -132,16 +165,23 @@ class RoiStreamService:
         self.metrics.active_streams.inc()
         counts = {Ack.Status.Name(v).lower(): 0 for v in Ack.Status.values()}
         pending: queue.Queue = queue.Queue(maxsize=INGEST_WINDOW)
-        threading.Thread(target=self._read_frames, args=(requests, pending, context), name="ingest-reader",
-                         daemon=True).start()
+        activity = _Activity()
+        threading.Thread(target=self._read_frames, name="ingest-reader", daemon=True,
+                         args=(requests, pending, context, self.access.scope(context, INGEST), activity)).start()
         try:
             while True:
                 try:
                     item = pending.get(timeout=POLL_S)
                 except queue.Empty:
-                    if context.is_active():
-                        continue
-                    return  # cancelled, or the server stopped: the reader may never queue its end marker
+                    if not context.is_active():
+                        return  # cancelled, or the server stopped: the reader may never queue its end marker
+                    if self.idle_timeout_s is not None and activity.idle_for() > self.idle_timeout_s:
+                        self.metrics.idle_calls_ended.inc()
+                        raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                           f"Ingest call idle for {self.idle_timeout_s:g} s (no frame received): "
+                                           "the server ended it to free its worker; reconnect when there are "
+                                           "frames to send") from None
+                    continue
                 if item is None:
                     return
                 if isinstance(item, ServiceError):
@@ -151,13 +191,16 @@ class RoiStreamService:
                 counts[status] += 1
                 self.metrics.frames.labels(status).inc()
                 self.metrics.store_seconds.observe(time.perf_counter() - item.received)
+                activity.touch(busy=False)
                 yield ack
         finally:
             self.metrics.active_streams.dec()
             log.info("ingest stream ended", extra={"fields": {"peer": context.peer(), **counts}})
 
-    def _read_frames(self, requests, pending: queue.Queue, context: grpc.ServicerContext) -> None:
-        """Reader thread of one Ingest call: queue a _Pending (or the ServiceError ending the call) per message."""
+    def _read_frames(self, requests, pending: queue.Queue, context: grpc.ServicerContext, scope: Scope,
+                     activity: _Activity) -> None:
+        """Reader thread of one Ingest call: queue a _Pending (or the ServiceError ending the call) per message;
+        a frame of a stream outside the token's scope ends the call with PERMISSION_DENIED."""
         def put(item) -> bool:
             while context.is_active():
                 try:
@@ -169,13 +212,17 @@ class RoiStreamService:
 
         try:
             for raw in requests:
+                activity.touch(busy=True)
                 try:
-                    item = self._accept(self._parse(service_pb2.IngestRequest, raw).frame)
+                    frame = self._parse(service_pb2.IngestRequest, raw).frame
+                    self._in_scope(scope, frame.header.stream_id, "write")
+                    item = self._accept(frame)
                 except ServiceError as exc:
                     put(exc)
                     return
                 if not put(item):
                     return
+                activity.touch(busy=False)
         except grpc.RpcError:
             pass  # the client went away; the handler ends with the call
         except Exception:  # noqa: BLE001 - a bug must end the call visibly, not look like a clean end of stream
@@ -233,6 +280,7 @@ class RoiStreamService:
         req = self._parse(service_pb2.StreamPositionRequest, raw)
         if not req.stream_id:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "StreamPosition needs a stream_id")
+        self._in_scope(self.access.scope(context, INGEST), req.stream_id, "write")
         pos = self.storage.stream_position(req.stream_id)
         return service_pb2.StreamPositionResponse(stream_id=pos.stream_id, next_frame_index=pos.next_frame_index,
                                                   frames=pos.frames)
@@ -241,17 +289,19 @@ class RoiStreamService:
     @_aborts_on_service_error
     def ListStreams(self, raw: bytes, context: grpc.ServicerContext):
         self._parse(service_pb2.ListStreamsRequest, raw)
+        scope = self._readable(context)
         return service_pb2.ListStreamsResponse(streams=[
             service_pb2.StreamInfo(stream_id=s.stream_id, frames=s.frames, first_frame=s.first_frame,
                                    last_frame=s.last_frame, first_timestamp_us=s.first_timestamp_us,
                                    last_timestamp_us=s.last_timestamp_us, bytes=s.bytes)
-            for s in self.storage.list_streams()])
+            for s in self.storage.list_streams() if scope.allows(s.stream_id)])
 
     @_aborts_on_service_error
     def ListFrames(self, raw: bytes, context: grpc.ServicerContext):
         req = self._parse(service_pb2.ListFramesRequest, raw)
         if not req.stream_id:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "ListFrames needs a stream_id")
+        self._in_scope(self._readable(context), req.stream_id, "read")
         self._known_stream(req.stream_id)
         frames = self.storage.list_frames(req.stream_id, frame_range(req.frames, req.HasField("frames")),
                                           time_range(req.time, req.HasField("time")),
@@ -270,16 +320,25 @@ class RoiStreamService:
 
     # ---- regions ----
     def _region_request(self, raw: bytes, context: grpc.ServicerContext):
+        """The parsed query, confined to the token's scope: a named stream outside it is refused, a query of
+        every stream selects only the streams it covers."""
         request = parse_query(self._parse(service_pb2.RegionQuery, raw))
         if request.keys and not _is_tls(context):
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                "the query carries keys over a connection without TLS; the server refuses them "
                                "(use TLS, or decrypt locally with CloudClient)")
-        return request
+        scope = self._readable(context)
+        wanted = request.selection.stream_id
+        if wanted:
+            self._in_scope(scope, wanted, "read")
+        elif not scope.everything:
+            streams = frozenset(s.stream_id for s in self.storage.list_streams() if scope.allows(s.stream_id))
+            request = replace(request, selection=replace(request.selection, streams=streams))
+        return request, scope
 
     @_aborts_on_service_error
     def GetRegions(self, raw: bytes, context: grpc.ServicerContext):
-        request = self._region_request(raw, context)
+        request, _ = self._region_request(raw, context)
         if request.selection.stream_id:
             self._known_stream(request.selection.stream_id)
         yield from self.regions.regions(request)
@@ -287,7 +346,7 @@ class RoiStreamService:
     @_aborts_on_service_error
     def Subscribe(self, raw: bytes, context: grpc.ServicerContext):
         """Regions of frames stored after the call started; ends when the client cancels or the server stops."""
-        request = self._region_request(raw, context)
+        request, scope = self._region_request(raw, context)
         wanted = request.selection.stream_id
         self.metrics.subscribers.inc()
         sent = 0
@@ -296,7 +355,7 @@ class RoiStreamService:
             while context.is_active() and not self.feed.closed:
                 cursor, events = self.feed.wait(cursor, POLL_S)
                 for stream_id, frame_index in events:
-                    if wanted and stream_id != wanted:
+                    if (wanted and stream_id != wanted) or not scope.allows(stream_id):
                         continue
                     for region in self.regions.regions(request, request.selection.for_frame(stream_id, frame_index)):
                         yield region

@@ -121,6 +121,9 @@ def _selection_sql(sel: Selection) -> tuple[str, list]:
     if sel.stream_id:
         where.append("f.stream_id = ?")
         params.append(sel.stream_id)
+    if sel.streams is not None:
+        where.append(f"f.stream_id IN ({','.join('?' * len(sel.streams))})" if sel.streams else "0")
+        params += sorted(sel.streams)
     if sel.frames:
         where.append("f.frame_index BETWEEN ? AND ?")
         params += sel.frames

@@ -47,4 +47,5 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD python -c "import sys, grpc; from grpc_health.v1 import health_pb2 as p, health_pb2_grpc as g; r = g.HealthStub(grpc.insecure_channel('127.0.0.1:50051')).Check(p.HealthCheckRequest(service=''), timeout=4); sys.exit(0 if r.status == p.HealthCheckResponse.SERVING else 1)"
 
 ENTRYPOINT ["roistream"]
-CMD ["cloud", "serve", "--data", "/var/lib/roistream/data", "--port", "50051", "--metrics-port", "9100"]
+CMD ["cloud", "serve", "--data", "/var/lib/roistream/data", "--host", "0.0.0.0", "--port", "50051", \
+     "--metrics-host", "0.0.0.0", "--metrics-port", "9100", "--insecure"]

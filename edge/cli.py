@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from codec.runtime.registry import RUNTIME_NAMES
@@ -17,6 +18,16 @@ def _default_spool(stream_id: str) -> Path:
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream_id)
     return paths.cache_dir() / "edge" / f"{safe}.spool"
+
+
+def wants_tls(args: argparse.Namespace) -> bool:
+    """TLS unless --insecure, or a loopback target with no TLS option given: the same default as
+    `roistream cloud serve`, which listens in plaintext on 127.0.0.1 unless given a certificate."""
+    from proto.transport import is_loopback, target_host
+
+    if args.insecure:
+        return False
+    return args.tls or args.tls_ca is not None or args.tls_cert is not None or not is_loopback(target_host(args.cloud))
 
 
 def build_pipeline(args: argparse.Namespace):
@@ -54,7 +65,7 @@ def build_pipeline(args: argparse.Namespace):
     streamer = None
     if args.cloud:
         token = args.token or os.environ.get("ROISTREAM_TOKEN")
-        streamer = IngestStreamer(args.cloud, spool, token=token, tls=not args.insecure, ca_cert=args.tls_ca,
+        streamer = IngestStreamer(args.cloud, spool, token=token, tls=wants_tls(args), ca_cert=args.tls_ca,
                                   server_name=args.server_name, client_cert=args.tls_cert, client_key=args.tls_key,
                                   max_request_bytes=int(args.max_message_mb * 2**20))
     metrics = EdgeMetrics(args.stream)
@@ -115,8 +126,14 @@ def _run(args: argparse.Namespace) -> int:
         if streamer.fatal_error and code == 0:
             print(f"error: {streamer.fatal_error}", file=sys.stderr)
             code = 1
-        from dataclasses import asdict
-
+        produced, delivered = summary.frames - summary.empty_frames, streamer.stats.stored + streamer.stats.duplicate
+        if code == 0 and produced > 0 and delivered == 0:
+            print(f"error: {produced} frame(s) encoded but the cloud at {args.cloud} acknowledged none "
+                  f"({'TLS' if streamer.endpoint.tls else 'plaintext'}; last error: "
+                  f"{streamer.stats.last_error or 'none'}); "
+                  + (f"{len(spool)} stay in the spool {spool.path}" if len(spool) else "none is left to resend"),
+                  file=sys.stderr)
+            code = 1
         summary.streamer = asdict(streamer.stats)
     summary.spool = {**spool.counters(), "depth": len(spool)}
     out = summary.to_dict()
@@ -179,11 +196,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cloud", help="HOST:PORT of the cloud's gRPC service (omit to only spool)")
     g.add_argument("--stream", required=True, help="stream id")
     g.add_argument("--token", help="ingest token (default: $ROISTREAM_TOKEN)")
-    g.add_argument("--tls-ca", type=Path, help="CA certificate of the server (default: system roots)")
+    g.add_argument("--tls", action="store_true",
+                   help="TLS even to a loopback --cloud (default: TLS unless --cloud is 127.0.0.1/localhost/::1)")
+    g.add_argument("--tls-ca", type=Path, help="CA certificate of the server (default: system roots; implies TLS)")
     g.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS")
     g.add_argument("--tls-key", type=Path, help="client key for mutual TLS")
     g.add_argument("--server-name", help="TLS server name override")
-    g.add_argument("--insecure", action="store_true", help="plaintext gRPC (local testing only)")
+    g.add_argument("--insecure", action="store_true",
+                   help="plaintext gRPC to any --cloud (a trusted network; loopback targets are plaintext anyway)")
     g.add_argument("--spool", type=Path, help="outbox file (default: .cache/edge/STREAM.spool)")
     g.add_argument("--spool-max-mb", type=float, default=1024, help="outbox size bound (oldest frames dropped)")
     g.add_argument("--spool-max-age-h", type=float, default=24, help="outbox age bound in hours")

@@ -14,6 +14,7 @@ serializer, so nothing is parsed back or serialized again on the way out.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,32 @@ MAX_MESSAGE = 64 * 1024 * 1024  # both directions; the server sets its own limit
 MAX_INGEST_REQUEST = 16 * 1024 * 1024
 INGEST_METHOD = "/roistream.v1.RoiStream/Ingest"
 _INGEST_FRAME_TAG = b"\x0a"  # IngestRequest.frame: field 1, length-delimited
+
+
+def target_host(target: str) -> str:
+    """The host of a 'host:port' target (also '[v6]:port', 'dns:///host:port', 'ipv4:host:port')."""
+    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
+        if target.startswith(scheme):
+            target = target[len(scheme):]
+            break
+    if target.startswith("["):
+        return target[1:].partition("]")[0]
+    host, sep, port = target.rpartition(":")
+    if not sep or ":" in host:  # no port, or a bare IPv6 address
+        return target
+    return host
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only: localhost, 127.0.0.0/8, ::1 (and not 0.0.0.0 / :: / ''), so that
+    plaintext to or from it never crosses a network."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def read_pem(value: str | Path | bytes | None) -> bytes | None:

@@ -118,6 +118,21 @@ def test_dockerfile_commands_exist_in_the_cli(name):
             check_python_c(code[2])
 
 
+def assert_cloud_serves_the_network(argv: list[str]) -> None:
+    """A containerised cloud must listen beyond the container's loopback, and say so explicitly: the server
+    refuses such a bind without TLS and client authentication unless --insecure is given."""
+    from cloud.cli import serve_config
+
+    config = serve_config(build_parser().parse_args(argv))
+    assert config.host == "0.0.0.0" and config.metrics_host == "0.0.0.0"
+    config.check_exposure()  # raises InsecureBindError: the container would exit at once
+
+
+def test_cloud_image_command_starts_with_the_secure_defaults():
+    cmd = [json.loads(rest) for op, rest in instructions(DOCKER / "cloud.Dockerfile") if op == "CMD"][-1]
+    assert_cloud_serves_the_network(cmd)
+
+
 def test_gpu_extra_matches_the_edge_image():
     import tomllib
 
@@ -151,10 +166,13 @@ def test_compose_runs_cloud_and_edge_on_the_sample_video():
                 assert host.exists(), f"{name} mounts {src}, which does not exist"
             else:
                 assert src in compose["volumes"], f"named volume {src} is not declared"
+    assert_cloud_serves_the_network(services["cloud"]["command"])
+    assert all(port.startswith("127.0.0.1:") for port in services["cloud"]["ports"]), "published on loopback only"
     edge = services["edge"]
     assert edge["depends_on"]["cloud"]["condition"] == "service_healthy"
     args = build_parser().parse_args(edge["command"])
     assert args.source.startswith("/shared/") and args.cloud == "cloud:50051"
+    assert args.insecure, "the cloud in compose speaks plaintext; the edge must dial it so explicitly"
     sample = (DOCKER / "../../shared").resolve() / args.source.removeprefix("/shared/")
     assert sample.is_file(), f"the sample video {sample} is missing"
     devices = edge["deploy"]["resources"]["reservations"]["devices"]
