@@ -1,0 +1,159 @@
+"""The web viewer over HTTP: a real cloud, the real viewer, real requests (httpx); every endpoint with
+good and bad input, and the cloud going away."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from codec.bitstream import record_crc
+from tests.cloud_fixtures import cloud_frames, relabel, start_server  # noqa: F401 - fixtures
+from tests.web_fixtures import site  # noqa: F401 - fixture
+
+
+def get(site, path: str, **kw) -> httpx.Response:
+    return httpx.get(site.url + path, timeout=20, **kw)
+
+
+def png(response: httpx.Response) -> np.ndarray:
+    assert response.headers["content-type"] == "image/png", response.text[:300]
+    return cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_streams_page_lists_frames_bytes_and_times(site):
+    r = get(site, "/")
+    assert r.status_code == 200
+    assert 'data-stream="cam"' in r.text and 'data-stream="secure"' in r.text
+    cam = {s.stream_id: s for s in site.client.list_streams()}["cam"]
+    row = r.text.split('data-stream="cam"')[1].split("</tr>")[0]
+    assert f">{cam.frames}<" in row and f">{cam.bytes}<" in row and "1970-01-01T00:00:00.003" in row
+    assert "kbps" in r.text
+
+
+def test_live_view_and_composite(site, cloud_frames):
+    r = get(site, "/streams/cam")
+    assert r.status_code == 200 and 'id="frame-index">3<' in r.text and "/static/live.js" in r.text
+    assert get(site, "/static/live.js").status_code == 200
+    image = png(get(site, "/streams/cam/composite.png"))
+    assert image.shape == (256, 256, 3) and image.std() > 10
+    assert png(get(site, "/streams/cam/composite.png?frame=1")).shape == (256, 256, 3)
+    locked = png(get(site, "/streams/secure/composite.png?frame=0"))
+    car = cloud_frames.secure[0].groups[2].bbox
+    inside = locked[car.y + 10: car.y + car.height - 10, car.x + 10: car.x + car.width - 10]
+    assert (inside == 90).all()  # the encrypted car is a grey locked box, not garbage pixels
+
+
+def test_gallery_filters_and_pages(site):
+    r = get(site, "/streams/cam/regions")
+    assert r.status_code == 200 and r.text.count('class="card region"') == 8  # 4 frames x (person, car)
+    assert r.text.count('class="card region"') == 8
+    r = get(site, "/streams/cam/regions", params={"label": "car", "first": "1", "last": "2"})
+    cards = r.text.count('class="card region"')
+    assert cards == 2 and 'data-label="person"' not in r.text
+    r = get(site, "/streams/cam/regions", params={"min_score": "0.8"})
+    assert r.text.count('data-label="person"') == 4 and 'data-label="car"' not in r.text  # car scores 0.7
+    r = get(site, "/streams/cam/regions", params={"box": "20,20,4,4"})
+    assert r.text.count('data-label="person"') == 4 and 'data-label="car"' not in r.text
+    r = get(site, "/streams/cam/regions", params={"time": "", "start": "2000", "end": "9000"})
+    assert r.text.count('class="card region"') == 4  # frames 2 and 3
+    r = get(site, "/streams/cam/regions", params={"per_page": "3", "page": "3"})
+    assert r.text.count('class="card region"') == 2 and "page 3 of 3" in r.text and 'id="prev"' in r.text
+    r = get(site, "/streams/secure/regions", params={"label": "car"})
+    assert r.text.count('class="locked"') == 2 and "crop.png" not in r.text
+
+
+def test_region_detail_crop_and_overlay(site, cloud_frames, codec):
+    r = get(site, "/streams/cam/frames/1/groups/1")
+    assert r.status_code == 200 and "person" in r.text and "plaintext" in r.text and "not tracked" in r.text
+    expected = codec.decode(relabel(cloud_frames.plain, "cam", 1), groups=[1]).groups[1]
+    crop = png(get(site, "/streams/cam/frames/1/groups/1/crop.png"))
+    assert np.array_equal(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), expected.pixels)
+    overlay = png(get(site, "/streams/cam/frames/1/groups/1/crop.png", params={"overlay": "1"}))
+    assert overlay.shape == crop.shape and not np.array_equal(overlay, crop)
+    r = get(site, "/streams/secure/frames/0/groups/2")
+    assert r.status_code == 200 and 'id="locked"' in r.text and cloud_frames.key.key_id in r.text
+    assert "crop.png" not in r.text
+    r = get(site, "/streams/secure/frames/0/groups/2/crop.png")
+    assert r.status_code == 423 and "locked" in r.text and r.headers["content-type"].startswith("text/html")
+
+
+def test_bandwidth_plot(site):
+    r = get(site, "/streams/cam/bandwidth")
+    assert r.status_code == 200 and "<svg" in r.text
+    for name in ("background", "person", "car"):
+        assert f'data-class="{name}"' in r.text
+    frames = site.client.list_frames("cam")
+    person = sum(g.bytes for f in frames for g in f.groups if g.label == "person")
+    assert f">{person}<" in r.text
+
+
+@pytest.mark.parametrize("path", [
+    "/streams/nope", "/streams/nope/composite.png", "/streams/nope/events", "/streams/nope/regions",
+    "/streams/nope/frames/0/groups/1", "/streams/nope/frames/0/groups/1/crop.png", "/streams/nope/bandwidth",
+    "/streams/cam/frames/99/groups/1", "/streams/cam/frames/0/groups/7", "/streams/cam/composite.png?frame=99",
+    "/streams/cam/frames/0/groups/7/crop.png", "/no/such/page"])
+def test_unknown_things_are_404_pages(site, path):
+    r = get(site, path)
+    assert r.status_code == 404 and 'id="error"' in r.text, r.text[:300]
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/streams/cam/regions?first=3&last=1", "after the end"),
+    ("/streams/cam/regions?start=9000&end=10", "after the end"),
+    ("/streams/cam/regions?first=-1", "outside"),
+    ("/streams/cam/regions?first=abc", "not a whole number"),
+    ("/streams/cam/regions?start=yesterday", "ISO"),
+    ("/streams/cam/regions?min_score=2", "outside 0..1"),
+    ("/streams/cam/regions?min_score=x", "not a number"),
+    ("/streams/cam/regions?box=1,2,3", "x,y,width,height"),
+    ("/streams/cam/regions?box=1,2,0,5", "width and height"),
+    ("/streams/cam/regions?per_page=100000", "outside 1..200"),
+    ("/streams/cam/regions?page=0", "outside"),
+    ("/streams/cam/regions?page=50", "past the last page"),
+    ("/streams/cam/frames/-1/groups/1", "frame"),
+    ("/streams/cam/frames/x/groups/1", "frame"),
+    ("/streams/cam/frames/99999999999999999999999/groups/1", "frame"),
+    ("/streams/cam/frames/0/groups/99999999999/crop.png", "group_id"),
+    ("/streams/cam/composite.png?frame=-4", "frame"),
+])
+def test_bad_input_is_a_400_page_naming_the_problem(site, path, words):
+    r = get(site, path)
+    assert r.status_code == 400 and 'id="error"' in r.text and words in r.text, r.text[:500]
+
+
+def test_a_damaged_group_is_reported(site, cloud_frames):
+    frame = relabel(cloud_frames.plain, "damaged", 0)
+    g = frame.groups[1]
+    g.payload = np.random.default_rng(3).integers(0, 256, len(g.payload), np.uint8).tobytes()
+    g.crc32 = record_crc(frame.header, g)
+    list(site.client.ingest([frame]))
+    r = get(site, "/streams/damaged/frames/0/groups/1/crop.png")
+    assert r.status_code == 502 and "damaged" in r.text and "DATA_LOSS" in r.text
+    assert get(site, "/streams/damaged/frames/0/groups/2/crop.png").status_code == 200  # the other group decodes
+    composite = get(site, "/streams/damaged/composite.png")
+    assert composite.status_code == 200 and png(composite).shape == (256, 256, 3)  # shown with a warning
+
+
+def test_live_events_announce_new_frames(site, cloud_frames):
+    got: list[str] = []
+    with httpx.stream("GET", site.url + "/streams/cam/events", timeout=20) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        lines = r.iter_lines()
+        assert next(lines).startswith("retry:")
+        threading.Timer(0.5, lambda: list(site.client.ingest([relabel(cloud_frames.plain, "cam", 4)]))).start()
+        for line in lines:
+            got.append(line)
+            if line.startswith("data:"):
+                break
+    assert "event: frame" in got and '"frame": 4' in got[-1]
+
+
+def test_a_down_cloud_is_a_503_page(site):
+    site.server.stop(grace=0.1)
+    r = get(site, "/")
+    assert r.status_code == 503 and "unreachable" in r.text and "UNAVAILABLE" in r.text
+    assert get(site, "/streams/cam/regions").status_code == 503
