@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from codec.bitstream import record_crc
-from tests.cloud_fixtures import cloud_frames, relabel, start_server  # noqa: F401 - fixtures
+from tests.cloud_fixtures import cloud_frames, relabel, start_server, tokens_file  # noqa: F401 - fixtures
 from tests.web_fixtures import site  # noqa: F401 - fixture
 
 
@@ -157,3 +157,40 @@ def test_a_down_cloud_is_a_503_page(site):
     r = get(site, "/")
     assert r.status_code == 503 and "unreachable" in r.text and "UNAVAILABLE" in r.text
     assert get(site, "/streams/cam/regions").status_code == 503
+
+
+def test_roistream_web_command_serves_the_viewer(site):
+    """`roistream web --cloud HOST:PORT --port 0` as a process: it prints its URL, serves the pages, and
+    stops on SIGINT."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "roistream.cli", "web", "--cloud", f"127.0.0.1:{site.server.port}",
+                             "--port", "0"], stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        line = proc.stderr.readline()
+        match = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line
+        r = httpx.get(match.group(1), timeout=20)
+        assert r.status_code == 200 and 'data-stream="cam"' in r.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+
+
+def test_a_refused_token_is_a_502_page_and_the_query_token_works(start_server, tokens_file, cloud_frames):
+    from cloud.client import CloudClient
+    from cloud.web.server import WebViewer
+
+    server = start_server(tokens=tokens_file)
+    target = f"127.0.0.1:{server.port}"
+    with CloudClient(target, token="edge-secret") as edge:
+        assert len(list(edge.ingest([relabel(cloud_frames.plain, "cam", 0)]))) == 1
+    for token, status in (("edge-secret", 502), ("analytics-secret", 200)):
+        with CloudClient(target, token=token) as client, WebViewer(client, target) as viewer:
+            r = httpx.get(viewer.url, timeout=20)
+            assert r.status_code == status, r.text[:300]
+            assert ("refused the viewer" in r.text and "ingest only" in r.text) == (status == 502)

@@ -17,7 +17,10 @@ def _web(args: argparse.Namespace) -> int:
                      tls_key=args.tls_key) as client:
         viewer = WebViewer(client, args.cloud, args.host, args.port, args.timeout)
         print(f"roistream viewer of {args.cloud} on {viewer.url}", file=sys.stderr, flush=True)
-        viewer.serve_forever()
+        try:
+            viewer.serve_forever()
+        except KeyboardInterrupt:  # uvicorn shuts down on SIGINT/SIGTERM, then re-raises the signal
+            pass
     return 0
 
 
