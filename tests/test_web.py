@@ -194,3 +194,19 @@ def test_a_refused_token_is_a_502_page_and_the_query_token_works(start_server, t
             r = httpx.get(viewer.url, timeout=20)
             assert r.status_code == status, r.text[:300]
             assert ("refused the viewer" in r.text and "ingest only" in r.text) == (status == 502)
+
+
+def test_the_plot_bins_by_time_even_when_the_clock_steps_back():
+    from cloud.web import plot
+    from proto import service_pb2
+
+    def frame(index: int, t: int, background: int, person: int) -> service_pb2.FrameInfo:
+        f = service_pb2.FrameInfo(frame_index=index, timestamp_us=t)
+        f.groups.add(group_id=0, bytes=background)
+        f.groups.add(group_id=1, label="person", bytes=person)
+        return f
+
+    starts, series = plot.bytes_per_class([frame(0, 5_000, 100, 10), frame(1, 1_000, 200, 20), frame(2, 9_000, 0, 30)],
+                                          bins=2)
+    assert starts == [1_000, 5_001] and series == {"background": [300, 0], "person": [30, 30]}
+    assert plot.svg([]).count("no frames") == 1 and plot.svg([frame(0, 0, 1, 1)]).count("<polyline") == 2

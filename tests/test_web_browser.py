@@ -1,5 +1,5 @@
 """The web viewer in a real browser: a real cloud and the real viewer on 127.0.0.1, frames of the real
-codec ingested through the cloud's API, and headless Chromium (the system's chromium + chromedriver,
+codec sent by the edge's streamer (durable spool -> Ingest), and headless Chromium (the system's chromium + chromedriver,
 driven by selenium) loading each page, applying a filter, opening a region and watching the live view
 follow a newly stored frame. Screenshots go to the test's tmp dir; with ROISTREAM_WEB_SCREENSHOTS=DIR
 the live view and the gallery are also copied there (docs/img/ holds the ones the README shows)."""
@@ -26,7 +26,8 @@ STREAM = "aviary"
 @pytest.fixture(scope="module")
 def parrots(codec, kodak_image):
     """kodim23 (768x512) with the two parrots as object groups; one frame in clear, one with the red
-    parrot encrypted (encrypted frames are bound to their stream and index, so it is encoded as frame 3)."""
+    parrot encrypted (encrypted frames are bound to their stream and index, so it is encoded as frame 4,
+    the one the live view sees arrive)."""
     from codec.crypto import EncryptionKey
     from codec.geometry import block_grid_shape
     from codec.plan import FramePlan
@@ -38,7 +39,7 @@ def parrots(codec, kodak_image):
     plain = codec.encode(kodak_image, FramePlan.from_groups(gm, qualities, labels=labels, scores=scores),
                          stream_id=STREAM, frame_index=0, timestamp_us=0)
     sealed = codec.encode(kodak_image, FramePlan.from_groups(gm, qualities, labels=labels, scores=scores, encrypt=[2]),
-                          stream_id=STREAM, frame_index=3, timestamp_us=int(time.time() * 1e6),
+                          stream_id=STREAM, frame_index=4, timestamp_us=int(time.time() * 1e6),
                           key=EncryptionKey.generate())
     return plain, sealed
 
@@ -70,6 +71,13 @@ def _wait(condition, what: str, timeout: float = 30.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _send(streamer, spool, frames) -> None:
+    """Frames through the edge: into its spool, out by its streamer, acknowledged by the cloud."""
+    for f in frames:
+        spool.put(f.SerializeToString(), f.header.stream_id, f.header.frame_index)
+    assert streamer.flush(60), streamer.fatal_error
+
+
 def _loaded(driver, element_id: str) -> bool:
     return driver.execute_script(
         f"const i = document.getElementById('{element_id}'); return i.complete && i.naturalWidth > 0;")
@@ -80,6 +88,8 @@ def test_pages_in_headless_chromium(start_server, parrots, browser, tmp_path):
 
     from cloud.client import CloudClient
     from cloud.web.server import WebViewer
+    from edge.spool import Spool
+    from edge.streaming import IngestStreamer
 
     plain, sealed = parrots
     server = start_server()
@@ -87,9 +97,9 @@ def test_pages_in_headless_chromium(start_server, parrots, browser, tmp_path):
     now = int(time.time() * 1e6)
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with CloudClient(target) as ingest, CloudClient(target) as query, WebViewer(query, target) as viewer:
-        frames = [relabel(plain, STREAM, i, now - (3 - i) * 100_000) for i in range(3)] + [sealed]
-        assert len(list(ingest.ingest(frames))) == 4
+    with Spool(tmp_path / "edge.spool") as spool, IngestStreamer(target, spool, tls=False) as streamer, CloudClient(target) as query, \
+            WebViewer(query, target) as viewer:
+        _send(streamer.start(), spool, [relabel(plain, STREAM, i, now - (4 - i) * 100_000) for i in range(4)])
         url = viewer.url
 
         browser.get(url)
@@ -102,8 +112,7 @@ def test_pages_in_headless_chromium(start_server, parrots, browser, tmp_path):
         assert browser.find_element(By.ID, "frame-index").text == "3"
         assert browser.execute_script("return document.getElementById('composite').naturalWidth") == 768
         _wait(lambda: browser.find_element(By.ID, "live-status").text == "live", "the event stream")
-        ingest_next = relabel(plain, STREAM, 4, int(time.time() * 1e6))
-        assert len(list(ingest.ingest([ingest_next]))) == 1
+        _send(streamer, spool, [sealed])  # a new frame, its red parrot encrypted
         _wait(lambda: browser.find_element(By.ID, "frame-index").text == "4", "the live view to show frame 4")
         _wait(lambda: "frame=4" in browser.find_element(By.ID, "composite").get_attribute("src")
               and _loaded(browser, "composite"), "the composite of frame 4")
@@ -111,7 +120,7 @@ def test_pages_in_headless_chromium(start_server, parrots, browser, tmp_path):
 
         browser.get(f"{url}streams/{STREAM}/regions")
         assert len(browser.find_elements(By.CSS_SELECTOR, ".card.region")) == 10  # 5 frames x 2 parrots
-        assert len(browser.find_elements(By.CSS_SELECTOR, ".card .locked")) == 1  # frame 3's red parrot
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".card .locked")) == 1  # frame 4's red parrot
         label = browser.find_element(By.NAME, "label")
         label.send_keys("macaw")
         browser.find_element(By.NAME, "min_score").send_keys("0.9")
@@ -139,7 +148,7 @@ def test_pages_in_headless_chromium(start_server, parrots, browser, tmp_path):
         assert browser.execute_script("return document.getElementById('crop').naturalWidth") == 21 * 16
         browser.save_screenshot(str(shots / "region.png"))
 
-        browser.get(f"{url}streams/{STREAM}/frames/3/groups/2")
+        browser.get(f"{url}streams/{STREAM}/frames/4/groups/2")
         assert browser.find_element(By.ID, "locked").text == "locked"
         assert "encrypted" in browser.find_element(By.ID, "encryption").text
         assert not browser.find_elements(By.ID, "crop")

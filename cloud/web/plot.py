@@ -17,10 +17,11 @@ def class_of(group: service_pb2.GroupInfo) -> str:
 
 
 def bytes_per_class(frames: Sequence[service_pb2.FrameInfo], bins: int = 60) -> tuple[list[int], dict[str, list[int]]]:
-    """(bin start times in µs, {class: bytes in each bin}) over the frames' time span."""
+    """(bin start times in µs, {class: bytes in each bin}) over the frames' time span (an edge's clock
+    may step back, so the span is min..max, not first..last)."""
     if not frames:
         return [], {}
-    t0, t1 = frames[0].timestamp_us, frames[-1].timestamp_us
+    t0, t1 = min(f.timestamp_us for f in frames), max(f.timestamp_us for f in frames)
     bins = max(1, min(bins, len(frames)))
     step = max(1, -(-(t1 - t0 + 1) // bins))
     series: dict[str, list[int]] = defaultdict(lambda: [0] * bins)
