@@ -210,3 +210,42 @@ def test_the_plot_bins_by_time_even_when_the_clock_steps_back():
                                           bins=2)
     assert starts == [1_000, 5_001] and series == {"background": [300, 0], "person": [30, 30]}
     assert plot.svg([]).count("no frames") == 1 and plot.svg([frame(0, 0, 1, 1)]).count("<polyline") == 2
+
+
+def _subscriptions(server) -> float:
+    return server.metrics.registry.get_sample_value("roistream_active_subscriptions")
+
+
+def _until(condition, what: str, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_closed_page_and_a_stopped_viewer_end_their_subscriptions(site):
+    """The live view's Subscribe lives only as long as its page: closing the event stream cancels it,
+    and stopping the viewer with pages still open cancels theirs and returns promptly."""
+    import time
+
+    with httpx.stream("GET", site.url + "/streams/cam/events", timeout=20) as r:
+        next(r.iter_lines())
+        _until(lambda: _subscriptions(site.server) == 1, "the subscription")
+    _until(lambda: _subscriptions(site.server) == 0, "the subscription of a closed page to end")
+    with httpx.stream("GET", site.url + "/streams/cam/events", timeout=20) as r:
+        next(r.iter_lines())
+        _until(lambda: _subscriptions(site.server) == 1, "the subscription")
+        started = time.monotonic()
+        site.viewer.stop()
+        assert time.monotonic() - started < 8
+    _until(lambda: _subscriptions(site.server) == 0, "the subscription of a stopped viewer to end")
+
+
+def test_a_tracked_group_shows_its_track_id(site, cloud_frames):
+    frame = relabel(cloud_frames.plain, "tracked", 0)
+    frame.groups[1].track_id = 42
+    list(site.client.ingest([relabel(frame, "tracked", 0)]))  # relabel recomputes the CRCs
+    r = get(site, "/streams/tracked/frames/0/groups/1")
+    assert r.status_code == 200 and "<td>42</td>" in r.text
