@@ -222,7 +222,7 @@ class Viewer:
         @app.get("/streams/{stream_id}/bandwidth", response_class=HTMLResponse)
         def bandwidth(request: Request, stream_id: str):
             frames = self.client.list_frames(stream_id, limit=MAX_SCAN_FRAMES, timeout=self.timeout)
-            starts, series = plot.bytes_per_class(frames)
+            _, series = plot.bytes_per_class(frames)
             return page(request, "bandwidth.html", {
                 "stream_id": stream_id, "cloud": self.cloud, "svg": plot.svg(frames), "frames": len(frames),
                 "totals": {k: sum(v) for k, v in series.items()}, "truncated": len(frames) >= MAX_SCAN_FRAMES})
