@@ -23,26 +23,6 @@ import numpy as np
 from codec import paths
 
 
-def _outline(image: np.ndarray, frame) -> np.ndarray:
-    """Draw each object group's block outline and label on an RGB image."""
-    import cv2
-
-    from codec.bitstream import record_block_mask
-    from codec.geometry import upsample_blocks
-
-    out = image.copy()
-    h, w = out.shape[:2]
-    for rec in frame.groups:
-        if rec.group_id == 0:
-            continue
-        mask = upsample_blocks(record_block_mask(frame.header, rec))[:h, :w].astype(np.uint8)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, (255, 64, 0), 2)
-        cv2.putText(out, f"{rec.label} {rec.score:.2f}", (rec.bbox.x + 2, max(rec.bbox.y - 4, 12)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1, cv2.LINE_AA)
-    return out
-
-
 def _write_rgb(path: Path, image: np.ndarray) -> None:
     import cv2
 
@@ -54,6 +34,7 @@ def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: f
     import cv2
 
     from cloud.client import CloudClient
+    from cloud.outline import outline_groups
     from codec.runtime import make_codec
     from edge.detector import Detector
     from edge.policy import RoiPolicy
@@ -91,7 +72,7 @@ def run_demo(out: Path, frames: int, roi: str, roi_quality: float, bg_quality: f
                                                     labels=policy.classes or (), composite=True, output="png"))
                 image = cv2.cvtColor(cv2.imdecode(np.frombuffer(composite.image, np.uint8), cv2.IMREAD_COLOR),
                                      cv2.COLOR_BGR2RGB)
-                _write_rgb(out / "composite.png", _outline(image, shown.frame))
+                _write_rgb(out / "composite.png", outline_groups(image, shown.frame.header, shown.frame.groups))
         originals = [f.image for f in open_source(paths.video_path(), max_frames=frames)]
         ours, jpeg, roi_db = 0, 0, []
         for r in results:

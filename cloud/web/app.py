@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.client import CloudClient
+from cloud.outline import outline_groups
 from cloud.pixels import decode_pixels
 from proto import service_pb2
 
@@ -167,7 +168,15 @@ class Viewer:
                 if damaged is not None:
                     raise damaged
                 image = np.full((info.height, info.width, 3), 96, np.uint8)  # only encrypted groups: nothing to show
-            return Response(_png(_outlined(image, info, damaged)), media_type="image/png",
+            # the records (metadata and block runs; never decoded) give each group's outline
+            records = list(self.client.get_regions(stream_id=stream_id, frames=(frame, frame), output="records",
+                                                   timeout=self.timeout))
+            if records:
+                image = outline_groups(image, records[0].header, [r.record for r in records])
+            if damaged is not None:
+                cv2.putText(image, "damaged group(s) not shown", (8, image.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.5, (255, 0, 0), 1, cv2.LINE_AA)
+            return Response(_png(image), media_type="image/png",
                             headers={"Cache-Control": "no-store", "X-Frame-Index": str(frame)})
 
         @app.get("/streams/{stream_id}/events")
@@ -261,27 +270,6 @@ class Viewer:
                 yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
         finally:
             call.cancel()
-
-
-def _outlined(image: np.ndarray, info: service_pb2.FrameInfo, damaged: grpc.RpcError | None) -> np.ndarray:
-    """Each object group's box and label on the composite; encrypted groups as grey locked boxes."""
-    out = np.ascontiguousarray(image.copy())
-    for g in info.groups:
-        if g.group_id == 0:
-            continue
-        b = g.bbox
-        p0, p1 = (b.x, b.y), (b.x + b.width - 1, b.y + b.height - 1)
-        if g.encrypted:
-            cv2.rectangle(out, p0, p1, (90, 90, 90), -1)
-            text, colour = f"{g.label} locked", (200, 200, 200)
-        else:
-            text, colour = f"{g.label} {g.score:.2f}", (255, 200, 0)
-        cv2.rectangle(out, p0, p1, colour, 2)
-        cv2.putText(out, text, (b.x + 2, max(b.y - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
-    if damaged is not None:
-        cv2.putText(out, "damaged group(s) not shown", (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (255, 0, 0), 1, cv2.LINE_AA)
-    return out
 
 
 def create_app(client: CloudClient, cloud: str, timeout_s: float = 10.0) -> FastAPI:
