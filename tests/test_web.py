@@ -231,11 +231,13 @@ def test_a_closed_page_and_a_stopped_viewer_end_their_subscriptions(site):
     import time
 
     with httpx.stream("GET", site.url + "/streams/cam/events", timeout=20) as r:
-        next(r.iter_lines())
+        lines = r.iter_lines()  # kept: a discarded line iterator closes the response, and so the page
+        next(lines)
         _until(lambda: _subscriptions(site.server) == 1, "the subscription")
     _until(lambda: _subscriptions(site.server) == 0, "the subscription of a closed page to end")
     with httpx.stream("GET", site.url + "/streams/cam/events", timeout=20) as r:
-        next(r.iter_lines())
+        lines = r.iter_lines()  # kept: a discarded line iterator closes the response, and so the page
+        next(lines)
         _until(lambda: _subscriptions(site.server) == 1, "the subscription")
         started = time.monotonic()
         site.viewer.stop()
