@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     roistream.cli stays cheap."""
     from bench import cli as bench_cli
     from cloud import cli as cloud_cli
+    from cloud.web import cli as web_cli
     from codec import cli as codec_cli
     from edge import cli as edge_cli
     from export import cli as export_cli
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roistream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     codec_cli.register(sub, detect_groups=_detect_groups)
-    for module in (cloud_cli, edge_cli, export_cli, demo, bench_cli):
+    for module in (cloud_cli, web_cli, edge_cli, export_cli, demo, bench_cli):
         module.register(sub)
     return parser
 

@@ -64,6 +64,10 @@ def test_plain_install_encodes_and_decodes_outside_the_checkout(tmp_path):
     where = subprocess.run([str(python), "-c", "import codec.paths as p; print(p.DEFAULT_WEIGHTS)"], cwd=work,
                            env=env, check=True, capture_output=True, text=True).stdout.strip()
     assert Path(where).is_file() and Path(where).is_relative_to(tmp_path / "venv"), where
+    web = subprocess.run([str(python), "-c", "import cloud.web.app as a; print(a.HERE)"], cwd=work, env=env,
+                         check=True, capture_output=True, text=True).stdout.strip()
+    assert Path(web).is_relative_to(tmp_path / "venv"), web  # the viewer's pages travel as package data
+    assert (Path(web) / "templates" / "live.html").is_file() and (Path(web) / "static" / "live.js").is_file()
     roistream = str(python.parent / "roistream")
     encoded = subprocess.run([roistream, "encode", str(image_path), "-o", "frame.rst", "--quality", "0.6"], cwd=work,
                              env=env, check=True, capture_output=True, text=True, timeout=300)
