@@ -6,8 +6,9 @@ anything of its own. A frame is written in this order: its records go up as one 
 acknowledged frame's row is committed and its bytes are in the store; a node killed in between leaves
 at most an object no row points at, under the same key a resend writes again.
 
-Who owns (stream, frame index) is decided by the database's unique constraint, so a resend through
-another node is recognised there: the same content digest (`storage.frame_digest`) is DUPLICATE,
+Who owns (stream, frame index) is decided by the database's unique constraint (INSERT ... ON CONFLICT DO
+NOTHING, no read before the write: one round trip less per frame), so a resend through another node is
+recognised there: the same content digest (`storage.frame_digest`) is DUPLICATE,
 different content CONFLICT. Frames of one stream are written in order by one worker per node (a
 stream's frames hash to one shard), which keeps a node's answers for a stream in submission order.
 
@@ -188,9 +189,6 @@ class PostgresObjectStorage:
         header = h.SerializeToString()
         records = [g.SerializeToString() for g in frame.groups]
         digest = frame_digest(header, records)
-        stored = self._stored_digest(h.stream_id, h.frame_index)
-        if stored is not None:  # a resend (or a clash) found before uploading anything
-            return self._taken(h.stream_id, digest, stored)
         blob = b"".join(records)
         key = self.objects.key(h.stream_id, f"{h.frame_index}-{digest.hex()[:32]}")
         self.objects.put(key, blob)
@@ -209,12 +207,11 @@ class PostgresObjectStorage:
                     "ON CONFLICT (stream_id, frame_index) DO NOTHING RETURNING id",
                     (h.stream_id, h.frame_index, h.timestamp_us, int(self._clock() * 1e6), h.width, h.height,
                      h.weights_id, header, key, len(blob), digest)).fetchone()
-                if row is not None:
-                    with conn.cursor() as cur:
-                        cur.executemany(
-                            'INSERT INTO groups (frame_id, group_id, label, score, x, y, w, h, quality, encrypted, '
-                            'key_id, "offset", length, track_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)',
-                            [(row[0], *g) for g in group_rows])
+                if row is not None and group_rows:  # one statement for all groups of the frame
+                    conn.execute('INSERT INTO groups (frame_id, group_id, label, score, x, y, w, h, quality, encrypted, '
+                                 'key_id, "offset", length, track_id) VALUES '
+                                 + ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(group_rows)),
+                                 [v for g in group_rows for v in (row[0], *g)])
         except (psycopg.DataError, psycopg.IntegrityError) as exc:  # this frame's values, not the database
             log.error("frame refused by the index", extra={"fields": {
                 "stream_id": h.stream_id, "frame_index": h.frame_index, "error": str(exc).strip()}})
@@ -222,7 +219,7 @@ class PostgresObjectStorage:
             raise
         except psycopg.OperationalError as exc:  # the object stays; a resend writes the same key again
             raise DependencyUnavailable("PostgreSQL", self.address, str(exc).strip()) from None
-        if row is None:  # another node committed this index between our check and our insert
+        if row is None:  # the index is taken (a resend, or another frame): same content = the same object key
             stored = self._stored_digest(h.stream_id, h.frame_index)
             if stored != digest:
                 self.objects.delete([key])
