@@ -1,6 +1,13 @@
 """Cloud benchmark: sustained ingest from concurrent edge streams, and selective GetRegions.
 
     python -m bench.ingest [--streams 8] [--seconds 20] [--window 4] [--rate 40]
+    python -m bench.ingest --nodes 1,2,3 [--streams 8] [--seconds 8] [--rate 40]
+
+`--nodes` measures the distributed backends instead (PostgreSQL + SeaweedFS S3 + NATS JetStream, started
+locally by bench/services.py): for each node count N, N `cloud serve` nodes on one fresh shared state
+take `--streams` paced streams each (round robin), against the embedded single node in the same run;
+frames/s, p50/p99 ack and CPU ms per frame per node, plus the shared services' CPU. Writes
+bench/results/ingest_scale.json and ingest_scale.md.
 
 Starts `roistream cloud serve` as a separate process on loopback with a fresh data directory,
 pre-encodes a handful of realistic vtest.avi frames (3-6 object groups, 10-30 KB), and replays
@@ -100,12 +107,12 @@ def encode_frames(codec) -> tuple[list[bitstream_pb2.EncodedFrame], bitstream_pb
 class Server:
     """`roistream cloud serve` in its own process (the benchmark's clients must not share its GIL)."""
 
-    def __init__(self, data: Path, log_path: Path):
+    def __init__(self, data: Path, log_path: Path, *backends: str):
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "roistream.cli", "cloud", "serve", "--data", str(data), "--host", "127.0.0.1",
              "--port", "0", "--decode-threads", "1", "--log-level", "info",
-             "--max-calls-per-peer", "0"],  # every client stream of the benchmark comes from this host
+             "--max-calls-per-peer", "0", *backends],  # every client stream of the benchmark comes from this host
             stderr=subprocess.PIPE, text=True, cwd=paths.SOURCE_ROOT)
         for line in self.proc.stderr:
             self.log.write(line)
@@ -120,13 +127,19 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(60)
         self.log.close()
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU time of a process (and of its exited children, if asked), from Linux /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    used = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return used / os.sysconf("SC_CLK_TCK")
 
 
 def _stream(target: str, stream_id: str, templates, seconds: float, window: int, rate: float | None,
@@ -160,19 +173,25 @@ def _stream(target: str, stream_id: str, templates, seconds: float, window: int,
     out[stream_id] = (latencies, stored_bytes)
 
 
-def ingest_phase(server: Server, templates, streams: int, seconds: float, window: int, rate: float | None,
-                 tag: str) -> dict:
+def ingest_phase(servers: list[Server], templates, streams: int, seconds: float, window: int, rate: float | None,
+                 tag: str, services=None) -> dict:
+    """`streams` client streams spread round robin over `servers`; `services()` (optional) is the CPU seconds of
+    the shared services so far."""
     results: dict = {}
-    threads = [threading.Thread(target=_stream, args=(f"127.0.0.1:{server.port}", f"{tag}{i}", templates, seconds,
-                                                      window, rate, results)) for i in range(streams)]
-    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+    threads = [threading.Thread(target=_stream, args=(f"127.0.0.1:{servers[i % len(servers)].port}", f"{tag}{i}",
+                                                      templates, seconds, window, rate, results))
+               for i in range(streams)]
+    node_cpu, client_cpu = [s.cpu_seconds() for s in servers], time.process_time()
+    services_cpu = services() if services else 0.0
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
-    server_cpu, client_cpu = server.cpu_seconds() - server_cpu, time.process_time() - client_cpu
+    node_cpu = [s.cpu_seconds() - c for s, c in zip(servers, node_cpu)]
+    server_cpu, client_cpu = sum(node_cpu), time.process_time() - client_cpu
+    services_cpu = (services() - services_cpu) if services else 0.0
     if len(results) != streams:
         raise SystemExit(f"{streams - len(results)} streams failed")
     lat = np.array([x for lats, _ in results.values() for x in lats]) * 1000
@@ -182,7 +201,10 @@ def ingest_phase(server: Server, templates, streams: int, seconds: float, window
             "mb_per_s": round(total_bytes / elapsed / 1e6, 2), "mean_frame_kb": round(total_bytes / lat.size / 1e3, 1),
             "ack_ms_p50": round(float(np.percentile(lat, 50)), 2), "ack_ms_p99": round(float(np.percentile(lat, 99)), 2),
             "ack_ms_max": round(float(lat.max()), 2),
-            "server_cpu_ms_per_frame": round(1000 * server_cpu / lat.size, 3),
+            "server_cpu_ms_per_frame": round(1000 * server_cpu / lat.size, 3), "nodes": len(servers),
+            "frames_per_s_per_node": round(lat.size / elapsed / len(servers), 1),
+            "node_cpu_ms_per_frame": [round(1000 * c * len(servers) / lat.size, 3) for c in node_cpu],
+            "services_cpu_ms_per_frame": round(1000 * services_cpu / lat.size, 3),
             "client_cpu_ms_per_frame": round(1000 * client_cpu / lat.size, 3), "_latencies": lat}
 
 
@@ -242,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=4, help="unacknowledged frames per stream (saturation)")
     parser.add_argument("--rate", type=float, default=40.0, help="frames/s per stream in the paced phase")
     parser.add_argument("--repeats", type=int, default=15, help="GetRegions repetitions")
+    parser.add_argument("--nodes", help="node counts on the distributed backends, e.g. 1,2,3 (see above)")
     args = parser.parse_args(argv)
+    nodes = [int(n) for n in args.nodes.split(",")] if args.nodes else []
 
     import torch
 
@@ -257,12 +281,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{[round(s, 1) for s in sizes]} KB, groups {[len(f.groups) for f in templates]}", flush=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if nodes:
+        return scale(nodes, templates, args)
     with tempfile.TemporaryDirectory(prefix="roistream-bench-") as tmp:
         server = Server(Path(tmp) / "data", Path(tmp) / "server.log")
         try:
             phases = []
             for name, window, rate in (("saturation", args.window, None), ("paced", 1, args.rate)):
-                phase = ingest_phase(server, templates, args.streams, args.seconds, window, rate, name[:3])
+                phase = ingest_phase([server], templates, args.streams, args.seconds, window, rate, name[:3])
                 phase["name"] = name
                 phases.append(phase)
                 print(json.dumps({k: v for k, v in phase.items() if not k.startswith("_")}), flush=True)
@@ -301,6 +327,85 @@ def main(argv: list[str] | None = None) -> int:
         "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in goals.items()),
         "![ack latency CDF](ingest.png)"])
     json_path, md_path = write_results("ingest", data, md)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _services_cpu(pg, s3, nats) -> float:
+    """CPU seconds of PostgreSQL (the postmaster, its exited backends and the live ones), SeaweedFS and NATS."""
+    pg_pid = int((pg.dir / "db" / "postmaster.pid").read_text().split()[0])
+    live = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pg_pid:
+                live += cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return cpu_seconds(pg_pid, children=True) + live + cpu_seconds(s3.proc.pid) + cpu_seconds(nats.proc.pid)
+
+
+def scale(nodes: list[int], templates, args) -> int:
+    """Paced ingest on 1..N distributed nodes and on the embedded single node, in one run."""
+    from .services import Nats, Postgres, S3
+
+    rows, phases = [], []
+    with tempfile.TemporaryDirectory(prefix="roistream-bench-") as tmp:
+        tmp = Path(tmp)
+        server = Server(tmp / "data", tmp / "embedded.log")
+        try:
+            phase = ingest_phase([server], templates, args.streams, args.seconds, 1, args.rate, "emb")
+        finally:
+            server.stop()
+        phase["name"] = "embedded (SQLite + segments)"
+        phases.append(phase)
+        print(json.dumps({k: v for k, v in phase.items() if not k.startswith("_")}), flush=True)
+        pg, s3, nats = Postgres.create(), S3.create(), Nats.create()
+        try:
+            for n in nodes:
+                backends = ("--index", pg.fresh_url(), "--objects", s3.fresh_url(), "--s3-endpoint", s3.endpoint,
+                            "--events", nats.url)
+                servers = []
+                try:
+                    for i in range(n):
+                        servers.append(Server(tmp / "unused", tmp / f"n{n}-{i}.log", *backends))
+                    phase = ingest_phase(servers, templates, args.streams * n, args.seconds, 1, args.rate, f"n{n}-",
+                                         services=lambda: _services_cpu(pg, s3, nats))
+                finally:
+                    for sv in servers:
+                        sv.stop()
+                phase["name"] = f"{n} node(s) on PostgreSQL + S3 + NATS"
+                phases.append(phase)
+                print(json.dumps({k: v for k, v in phase.items() if not k.startswith("_")}), flush=True)
+        finally:
+            nats.close()
+            s3.close()
+            pg.close()
+    for p in phases:
+        rows.append([p["name"], p["streams"], p["rate_per_stream"], p["frames_per_s"], p["frames_per_s_per_node"],
+                     p["ack_ms_p50"], p["ack_ms_p99"], " / ".join(str(c) for c in p["node_cpu_ms_per_frame"]),
+                     p["services_cpu_ms_per_frame"], p["client_cpu_ms_per_frame"]])
+    embedded, one = phases[0], next((p for p in phases[1:] if p["nodes"] == 1), None)
+    goals = {}
+    if one:
+        goals["one_node_frames_per_s>=300"] = one["frames_per_s"] >= 300
+        goals["one_node_paced_p99_ack_ms<=50"] = one["ack_ms_p99"] <= 50
+        goals["node_cpu_per_frame<=1.5x_embedded"] = (one["node_cpu_ms_per_frame"][0]
+                                                      <= 1.5 * embedded["node_cpu_ms_per_frame"][0])
+    data = {"cpus": os.cpu_count(), "ingest": [{k: v for k, v in p.items() if not k.startswith("_")} for p in phases],
+            "goals_met": goals}
+    md = "\n\n".join([
+        "# Scale-out ingest benchmark (`python -m bench.ingest --nodes " + ",".join(map(str, nodes)) + "`)",
+        f"Paced ingest ({args.rate:g} frames/s per stream, window 1, {args.streams} streams per node, "
+        f"{args.seconds:g} s per run) from one client process on loopback. Nodes are `roistream cloud serve` "
+        "processes; the distributed ones share PostgreSQL (index), SeaweedFS `weed mini` (S3, one object per "
+        f"frame) and NATS JetStream (live events), all on this {os.cpu_count()}-core machine, so nodes, services "
+        "and the client share the same cores (and other work on the machine). Node CPU ms/frame is each node's "
+        "CPU over the frames it acknowledged; services CPU is PostgreSQL + SeaweedFS + NATS over all frames.",
+        md_table(["backend", "streams", "fps/stream", "frames/s", "frames/s per node", "p50 ack ms", "p99 ack ms",
+                  "node CPU ms/frame (each)", "services CPU ms/frame", "client CPU ms/frame"], rows),
+        "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in goals.items())])
+    json_path, md_path = write_results("ingest_scale", data, md)
     print(f"wrote {json_path} and {md_path}")
     return 0
 

@@ -60,16 +60,22 @@ def serve_config(args: argparse.Namespace):
         retain_age_s=args.retain_age, retain_bytes=args.retain_bytes, segment_bytes=args.segment_size,
         max_workers=args.max_workers, max_calls_per_token=args.max_calls_per_token,
         max_calls_per_peer=args.max_calls_per_peer, health_workers=args.health_workers,
-        idle_timeout_s=args.idle_timeout or None, grace_s=args.grace, decoder=args.decoder, insecure=args.insecure)
+        idle_timeout_s=args.idle_timeout or None, grace_s=args.grace, decoder=args.decoder, insecure=args.insecure,
+        index=args.index, objects=args.objects, s3_endpoint=args.s3_endpoint, events=args.events)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from . import log
+    from .errors import DependencyUnavailable
     from .server import CloudServer
 
+    if args.data is None and not args.index:
+        print("error: give --data DIR (embedded store) or --index and --objects (shared store)", file=sys.stderr)
+        return 2
     config = serve_config(args)
     try:
         config.check_exposure()  # before anything is set up (CloudServer.start checks it again)
+        config.backends.validate()
         config.limits  # noqa: B018 - validates the call limits
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -84,6 +90,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a bad tokens file, half a TLS pair: say what, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DependencyUnavailable as exc:  # PostgreSQL, the object store or NATS does not answer
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -170,7 +179,12 @@ def _tls_client_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     cloud = sub.add_parser("cloud", help="cloud server").add_subparsers(dest="cloud_command", required=True)
     p = cloud.add_parser("serve", help="run the cloud gRPC server (docs/cloud.md)")
-    p.add_argument("--data", type=Path, required=True, help="data directory (index + segments)")
+    p.add_argument("--data", type=Path, help="data directory (index + segments) of the embedded store; "
+                   "not used with --index/--objects")
+    p.add_argument("--index", help="shared index: postgresql://USER@HOST:PORT/DB (with --objects; docs/cloud.md)")
+    p.add_argument("--objects", help="shared object store: s3://BUCKET/PREFIX (with --index)")
+    p.add_argument("--s3-endpoint", help="URL of an S3-compatible store (e.g. http://seaweedfs:8333); default AWS")
+    p.add_argument("--events", "--bus", dest="events", help="live events across nodes: nats://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1",
                    help="listen address (default 127.0.0.1; any other needs TLS and --tokens or --tls-client-ca, "
                         "or --insecure)")

@@ -12,3 +12,15 @@ class ServiceError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class DependencyUnavailable(RuntimeError):
+    """A shared service the node needs (PostgreSQL, the object store, NATS) does not answer.
+
+    The message names the dependency and its address, so an operator knows which one to fix; an Ingest
+    that meets it fails UNAVAILABLE (the edge resends) and health turns NOT_SERVING until it answers again."""
+
+    def __init__(self, dependency: str, address: str, cause: object):
+        super().__init__(f"{dependency} at {address} is unavailable: {cause}")
+        self.dependency = dependency
+        self.address = address

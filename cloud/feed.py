@@ -13,6 +13,8 @@ BACKLOG = 4096  # events kept for subscribers that fall behind; older ones are d
 
 
 class FrameFeed:
+    """The feed within one node: `publish` wakes this node's subscribers (cloud/nats_feed.py spans nodes)."""
+
     def __init__(self, backlog: int = BACKLOG):
         self._events: deque[tuple[int, str, int]] = deque(maxlen=backlog)
         self._seq = 0
@@ -36,6 +38,9 @@ class FrameFeed:
             self._cond.wait_for(lambda: self._seq > cursor or self._closed, timeout)
             new = min(self._seq - cursor, len(self._events))  # sequence numbers are contiguous
             return self._seq, [self._events[-k][1:] for k in range(new, 0, -1)]
+
+    def check(self) -> None:
+        """In-process: nothing remote to fail. A feed over a message bus raises DependencyUnavailable here."""
 
     @property
     def closed(self) -> bool:

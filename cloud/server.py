@@ -26,11 +26,13 @@ from proto.transport import is_loopback
 
 from .admission import AdmissionInterceptor, Limits
 from .auth import Access, AuthInterceptor, Tokens
+from .backends import BackendChoice, open_feed, open_storage
+from .errors import DependencyUnavailable
 from .feed import FrameFeed
 from .metrics import Metrics
 from .regions import RegionBuilder
 from .service import DEFAULT_IDLE_TIMEOUT_S, SERVICE_NAME, RoiStreamService
-from .sqlite_storage import DEFAULT_SEGMENT_BYTES, SqliteSegmentStorage
+from .sqlite_storage import DEFAULT_SEGMENT_BYTES
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,16 @@ class ServerConfig:
     idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S  # end an Ingest call silent this long; None = never
     grace_s: float = 10.0
     insecure: bool = False  # allow a non-loopback host without TLS and client authentication
+    index: str | None = None  # postgresql:// URL: the shared index (with objects); None = embedded SQLite
+    objects: str | None = None  # s3://bucket/prefix: the shared object store (with index)
+    s3_endpoint: str | None = None  # http://host:port of an S3-compatible store; None = AWS
+    events: str | None = None  # nats:// URL: live events across nodes; None = this node only
+    health_interval_s: float = 1.0  # how often the shared services are checked for health
+
+    @property
+    def backends(self) -> BackendChoice:
+        return BackendChoice(self.data_dir, self.segment_bytes, self.index, self.objects, self.s3_endpoint,
+                             self.events)
 
     @property
     def limits(self) -> Limits:
@@ -116,7 +128,7 @@ class CloudServer:
             raise ValueError("mutual TLS (client CA) needs server TLS (certificate and key)")
         self.config = config
         self.metrics = Metrics()
-        self.feed = FrameFeed()
+        self.feed: FrameFeed | None = None
         self.storage = storage
         self.codec = codec
         self.port = 0
@@ -125,6 +137,7 @@ class CloudServer:
         self._health = health.HealthServicer()
         self._stopping = threading.Event()
         self._retention: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
 
     @property
     def tls(self) -> bool:
@@ -137,8 +150,14 @@ class CloudServer:
         tokens = Tokens.load(cfg.tokens) if cfg.tokens else None
         if self.codec is None:  # before the storage opens: a bad decoder choice leaves nothing open
             self.codec = load_decoder(cfg.decoder, cfg.weights)
+        cfg.backends.validate()
         if self.storage is None:
-            self.storage = SqliteSegmentStorage(cfg.data_dir, cfg.segment_bytes)
+            self.storage = open_storage(cfg.backends)
+        try:
+            self.feed = open_feed(cfg.backends)
+        except Exception:
+            self.storage.close()
+            raise
         service = RoiStreamService(self.storage, RegionBuilder(self.storage, self.codec, self.metrics), self.feed,
                                    self.metrics, cfg.max_message_bytes, TrustedKeys.load(cfg.trust_keys),
                                    Access(tokens), cfg.idle_timeout_s)
@@ -174,15 +193,40 @@ class CloudServer:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+        self._watcher = threading.Thread(target=self._watch, name="health-watch", daemon=True)
+        self._watcher.start()
         if cfg.retain_age_s is not None or cfg.retain_bytes is not None:
             self._retention = threading.Thread(target=self._retain, name="retention", daemon=True)
             self._retention.start()
         log.info("server started", extra={"fields": {
             "host": cfg.host, "port": self.port, "tls": self.tls, "mutual_tls": cfg.tls_client_ca is not None,
             "auth": tokens is not None, "max_workers": cfg.max_workers, "per_token": cfg.max_calls_per_token,
-            "per_peer": cfg.max_calls_per_peer, "idle_timeout_s": cfg.idle_timeout_s, "metrics_port": self.metrics_port, "data": str(cfg.data_dir),
+            "per_peer": cfg.max_calls_per_peer, "idle_timeout_s": cfg.idle_timeout_s, "metrics_port": self.metrics_port, "data": "shared" if cfg.index else str(cfg.data_dir), "events": cfg.events,
             "weights_id": self.codec.weights_id}})
         return self
+
+    def _watch(self) -> None:
+        """Health follows the shared services: NOT_SERVING while one does not answer (a balancer then sends
+        calls to other nodes), SERVING again once it does."""
+        serving = True
+        while not self._stopping.wait(self.config.health_interval_s):
+            try:
+                self.storage.check()
+                self.feed.check()
+                problem = None
+            except DependencyUnavailable as exc:
+                problem = str(exc)
+            if (problem is None) == serving:
+                continue
+            serving = problem is None
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", SERVICE_NAME):
+                self._health.set(name, status)  # ignored once shutdown began
+            if serving:
+                log.info("dependencies answer again: serving", extra={"fields": {"port": self.port}})
+            else:
+                log.error("a dependency is down: not serving", extra={"fields": {"port": self.port,
+                                                                                 "error": problem}})
 
     def _retain(self) -> None:
         while True:
@@ -204,6 +248,8 @@ class CloudServer:
         self._grpc.stop(self.config.grace_s if grace is None else grace).wait()
         if self._retention is not None:
             self._retention.join()
+        if self._watcher is not None:
+            self._watcher.join()
         self.storage.close()
         self.metrics.stop()
         log.info("server stopped", extra={"fields": {"port": self.port}})

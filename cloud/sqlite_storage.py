@@ -26,11 +26,11 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from codec.bitstream import dequantize_quality
 from codec.errors import CorruptStreamError
 from proto import bitstream_pb2
 
 from . import segments
+from .index_sql import group_meta, paged, selection_sql
 from .selector import Selection
 from .storage import (FrameMeta, GroupGone, GroupMeta, GroupRef, PruneResult, PutResult, PutStatus, StoredGroup,
                       StreamPosition, StreamSummary, frame_digest)
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 64 * 2**20
 MAX_BATCH = 128  # frames per group commit
-PAGE = 256  # rows per index query while streaming a selection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (
@@ -111,38 +110,8 @@ _STOP = object()
 
 def _group_ref(row: tuple) -> GroupRef:
     ts, stream_id, frame_index, gid, label, score, x, y, w, h, quality, length, enc, key_id, track, seg, off, header = row
-    meta = GroupMeta(gid, label, score, (x, y, w, h), dequantize_quality(quality), length, bool(enc), key_id, track)
+    meta = group_meta(gid, label, score, x, y, w, h, quality, length, enc, key_id, track)
     return GroupRef(stream_id, frame_index, ts, meta, _Location(seg, off, length, header))
-
-
-def _selection_sql(sel: Selection) -> tuple[str, list]:
-    """WHERE clause (without the keyset condition) and its parameters for a selection."""
-    where, params = ["(g.group_id != 0 OR ?)"], [sel.wants_group(0)]
-    if sel.stream_id:
-        where.append("f.stream_id = ?")
-        params.append(sel.stream_id)
-    if sel.streams is not None:
-        where.append(f"f.stream_id IN ({','.join('?' * len(sel.streams))})" if sel.streams else "0")
-        params += sorted(sel.streams)
-    if sel.frames:
-        where.append("f.frame_index BETWEEN ? AND ?")
-        params += sel.frames
-    if sel.time:
-        where.append("f.timestamp_us BETWEEN ? AND ?")
-        params += sel.time
-    if sel.labels:
-        where.append(f"g.label IN ({','.join('?' * len(sel.labels))})")
-        params += sorted(sel.labels)
-    if sel.group_ids:
-        where.append(f"g.group_id IN ({','.join('?' * len(sel.group_ids))})")
-        params += sorted(sel.group_ids)
-    if sel.intersects:
-        x, y, w, h = sel.intersects
-        where.append("g.w > 0 AND g.h > 0 AND g.x < ? AND g.x + g.w > ? AND g.y < ? AND g.y + g.h > ?")
-        params += [x + w, x, y + h, y]
-    if not sel.include_encrypted:
-        where.append("g.encrypted = 0")
-    return " AND ".join(where), params
 
 
 class SqliteSegmentStorage:
@@ -423,34 +392,19 @@ class SqliteSegmentStorage:
                         "track_id "
                         f"FROM groups WHERE frame_id IN ({','.join('?' * len(chunk))}) ORDER BY frame_id, group_id",
                         chunk):
-                    gid, label, score, x, y, w, h, quality, length, enc, key_id, track = g
-                    groups[fid].append(GroupMeta(gid, label, score, (x, y, w, h), dequantize_quality(quality), length,
-                                                 bool(enc), key_id, track))
+                    groups[fid].append(group_meta(*g))
         finally:
             conn.execute("COMMIT")
         return [FrameMeta(*r[1:], groups=tuple(groups[r[0]])) for r in rows]
 
     def find_groups(self, selection: Selection) -> Iterator[GroupRef]:
-        """Streams the selection page by page (keyset pagination), so no read transaction stays open while the
-        caller is slow to consume."""
-        where, params = _selection_sql(selection)
+        where, params = selection_sql(selection)
         sql = (f"SELECT {GROUP_COLUMNS} FROM groups g JOIN frames f ON f.id = g.frame_id WHERE {where} "
                "AND (f.timestamp_us, f.stream_id, f.frame_index, g.group_id) > (?, ?, ?, ?) "
                "ORDER BY f.timestamp_us, f.stream_id, f.frame_index, g.group_id LIMIT ?")
-        cursor: tuple = (-(2**63), "", -1, -1)
-        remaining = selection.limit or None
-        while True:
-            page = PAGE if remaining is None else min(PAGE, remaining)
-            rows = self._reader().execute(sql, (*params, *cursor, page)).fetchall()
-            for row in rows:
-                yield _group_ref(row)
-            if remaining is not None:
-                remaining -= len(rows)
-                if remaining <= 0:
-                    return
-            if len(rows) < page:
-                return
-            cursor = rows[-1][:4]
+        for row in paged(lambda cursor, page: self._reader().execute(sql, (*params, *cursor, page)).fetchall(),
+                         selection.limit):
+            yield _group_ref(row)
 
     def background_at(self, stream_id: str, frame_index: int, include_encrypted: bool) -> GroupRef | None:
         row = self._reader().execute(
@@ -474,6 +428,9 @@ class SqliteSegmentStorage:
         except DecodeError:
             raise CorruptStreamError(f"{ref.stream_id}/{ref.frame_index} group {ref.meta.group_id}: stored record "
                                      "is damaged") from None
+
+    def check(self) -> None:
+        """Nothing to check: the index and segments are local files, failures show on the call that meets them."""
 
     def close(self) -> None:
         """Let the writer finish every queued frame, then close files and connections."""

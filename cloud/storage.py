@@ -161,6 +161,11 @@ class Storage(Protocol):
         """Apply retention: drop frames stored longer ago than max_age_s, then the oldest data over max_bytes."""
         ...
 
+    def check(self) -> None:
+        """Raise `cloud.errors.DependencyUnavailable` when a service the storage needs does not answer (health
+        reports NOT_SERVING until it does)."""
+        ...
+
     def close(self) -> None:
         """Finish pending writes and release files."""
         ...

@@ -33,8 +33,10 @@ COPY proto/ proto/
 COPY export/ export/
 COPY bench/ bench/
 
-# a plain install: the codec weights are package data (codec/assets, found by codec.paths)
-RUN python -m venv /opt/venv && pip install . && roistream --help > /dev/null
+# a plain install: the codec weights are package data (codec/assets, found by codec.paths);
+# EXTRAS="[scale]" adds the distributed backends' clients (docker/compose.scale.yaml)
+ARG EXTRAS=""
+RUN python -m venv /opt/venv && pip install ".${EXTRAS}" && roistream --help > /dev/null
 
 RUN useradd --uid ${ROISTREAM_UID} --create-home --shell /usr/sbin/nologin roistream \
  && mkdir -p /var/lib/roistream/cache /var/lib/roistream/data \

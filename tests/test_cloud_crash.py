@@ -26,13 +26,14 @@ Ack = service_pb2.IngestAck
 
 
 class ServerProcess:
-    """`roistream cloud serve --port 0` in a subprocess; the port is read from its JSON startup log line."""
+    """`roistream cloud serve --port 0` in a subprocess; the port is read from its JSON startup log line.
+    `backends` are further arguments (--index, --objects, ... of a node on the shared store)."""
 
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, *backends: str):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "roistream.cli", "cloud", "serve", "--data", str(data), "--host", "127.0.0.1",
-             "--port", "0", "--decode-threads", "1", "--grace", "1"],
+             "--port", "0", "--decode-threads", "1", "--grace", "1", *backends],
             cwd=SOURCE_ROOT, env=env, stderr=subprocess.PIPE, text=True)
         self.log: list[dict] = []
         started = threading.Event()

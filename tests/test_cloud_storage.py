@@ -1,4 +1,6 @@
-"""SqliteSegmentStorage on real files: durability bookkeeping, selection, exact bytes, recovery, retention."""
+"""The storage contract, run against both backends (the embedded SQLite + segment files, and PostgreSQL + S3
+on real servers from tests/scale_fixtures.py); then SqliteSegmentStorage's own durability bookkeeping,
+recovery and retention on real files."""
 
 from __future__ import annotations
 
@@ -8,14 +10,50 @@ import pytest
 
 from cloud import segments
 from cloud.selector import Selection
-from cloud.sqlite_storage import PAGE, SqliteSegmentStorage
+from cloud.index_sql import PAGE
+from cloud.sqlite_storage import SqliteSegmentStorage
 from cloud.storage import PutStatus
 from codec.bitstream import check_crc
 from tests.cloud_fixtures import cloud_frames, relabel, stream_of  # noqa: F401 - fixtures
+from tests.scale_fixtures import postgres, s3  # noqa: F401 - fixtures
+
+BACKENDS = ("sqlite", "postgresql+s3")
+
+
+@pytest.fixture(params=BACKENDS)
+def open_store(request, tmp_path):
+    """Opens the backend's storage over one state (the same directory, or the same schema and key prefix),
+    as often as a test asks: reopening shows what survived; all are closed at the end."""
+    opened = []
+    if request.param == "sqlite":
+        def make():
+            return SqliteSegmentStorage(tmp_path / "data")
+    else:
+        from cloud.distributed_storage import PostgresObjectStorage
+        from cloud.objects import ObjectStore
+
+        pg, s3_server = request.getfixturevalue("postgres"), request.getfixturevalue("s3")
+        index, objects = pg.fresh_url(), s3_server.fresh_url()
+
+        def make():
+            return PostgresObjectStorage(index, ObjectStore(objects, s3_server.endpoint))
+
+    def open_():
+        opened.append(make())
+        return opened[-1]
+
+    yield open_
+    for s in opened:
+        s.close()
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(open_store):
+    return open_store()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     s = SqliteSegmentStorage(tmp_path / "data")
     yield s
     s.close()
@@ -80,8 +118,9 @@ def test_selection_pages_through_large_results(store, cloud_frames):
     assert len(list(store.find_groups(Selection(stream_id="big", limit=PAGE + 3)))) == PAGE + 3
 
 
-def test_reading_a_group_touches_only_its_bytes(store, cloud_frames):
+def test_reading_a_group_touches_only_its_bytes(sqlite_store, cloud_frames):
     """Destroy every other byte of the frame in its segment: the one group is still read intact."""
+    store = sqlite_store
     store.submit_frame(cloud_frames.plain).result()
     refs = list(store.find_groups(Selection(stream_id="base", include_background=True)))
     person = refs[1]
@@ -185,9 +224,10 @@ def test_batched_commits_across_segment_rotations(tmp_path, cloud_frames):
         store.close()
 
 
-def test_a_frame_the_index_refuses_fails_alone_in_its_group_commit(store, cloud_frames, tmp_path):
+def test_a_frame_the_index_refuses_fails_alone_in_its_group_commit(open_store, cloud_frames):
     """Issue 19 defect 2: a NaN score (SQLite stores NULL, NOT NULL fails) and a track id past 2^63
     (OverflowError) reach storage unvalidated; they must not fail the other frames of their batch."""
+    store = open_store()
     nan, huge = stream_of(cloud_frames.plain, "poison", 2)
     nan.groups[1].score = float("nan")
     huge.groups[2].track_id = 2**64 - 1
@@ -204,13 +244,10 @@ def test_a_frame_the_index_refuses_fails_alone_in_its_group_commit(store, cloud_
     for ref in refs[-3:]:
         check_crc(store.read_group(ref).header, store.read_group(ref).record)
     store.close()
-    reopened = SqliteSegmentStorage(tmp_path / "data")  # recovery keeps every committed frame readable
-    try:
-        assert reopened.list_streams()[0].frames == 40
-        last = list(reopened.find_groups(Selection(stream_id="good", include_background=True)))[-1]
-        check_crc(reopened.read_group(last).header, reopened.read_group(last).record)
-    finally:
-        reopened.close()
+    reopened = open_store()  # recovery keeps every committed frame readable
+    assert reopened.list_streams()[0].frames == 40
+    last = list(reopened.find_groups(Selection(stream_id="good", include_background=True)))[-1]
+    check_crc(reopened.read_group(last).header, reopened.read_group(last).record)
 
 
 def _altered(frame):

@@ -177,3 +177,33 @@ def test_compose_runs_cloud_and_edge_on_the_sample_video():
     assert sample.is_file(), f"the sample video {sample} is missing"
     devices = edge["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+
+
+def test_compose_scale_runs_three_nodes_on_the_shared_store_behind_envoy():
+    """docker/compose.scale.yaml: three identical nodes on PostgreSQL + S3 + NATS, each command a valid
+    `cloud serve` of the shared store; Envoy is the one published address and balances over all three."""
+    from cloud.cli import serve_config
+
+    compose = yaml.safe_load((DOCKER / "compose.scale.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "seaweedfs", "nats", "node1", "node2", "node3", "envoy"} == set(services)
+    for name in ("postgres", "seaweedfs", "nats"):
+        assert re.search(r":\d", services[name]["image"]) and services[name]["healthcheck"]["test"][0] == "CMD"
+    for name in ("node1", "node2", "node3"):
+        node = services[name]
+        assert node["build"]["args"]["EXTRAS"] == "[scale]" and "ports" not in node
+        assert_parses(node["command"])
+        assert_cloud_serves_the_network(node["command"])
+        config = serve_config(build_parser().parse_args(node["command"]))
+        config.backends.validate()
+        assert config.backends.distributed and config.events.startswith("nats://nats:")
+        assert config.max_calls_per_peer == 0, "behind a proxy every call has the proxy's address"
+        assert all(node["depends_on"][d]["condition"] == "service_healthy" for d in ("postgres", "seaweedfs", "nats"))
+        check_python_c(node["healthcheck"]["test"][3])
+    assert services["envoy"]["ports"] == ["127.0.0.1:50051:50051"]
+    envoy = yaml.safe_load((DOCKER / "envoy.scale.yaml").read_text())
+    [cluster] = envoy["static_resources"]["clusters"]
+    hosts = [e["endpoint"]["address"]["socket_address"]["address"]
+             for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    assert hosts == ["node1", "node2", "node3"] and "grpc_health_check" in cluster["health_checks"][0]
+    assert "${EXTRAS}" in (DOCKER / "cloud.Dockerfile").read_text()

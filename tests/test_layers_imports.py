@@ -165,11 +165,13 @@ def test_a_circle_and_an_upward_import_are_caught():
 
 def test_the_analytics_client_imports_without_torch():
     """A machine that only queries regions (PNG, raw or records) needs no torch: the client loads the
-    codec only when it decodes a record itself. Checked in a fresh interpreter, where nothing else
-    has imported torch yet."""
+    codec only when it decodes a record itself; nor the distributed backends' client libraries (psycopg,
+    boto3, nats), which only the modules that use them import. Checked in a fresh interpreter, where
+    nothing else has imported them yet."""
     code = ("import sys; import cloud.client, cloud.pixels; from cloud.client import CloudClient, region_query; "
             "region_query('s', labels=['person'], output='records'); "
-            "heavy = sorted(m for m in ('torch', 'ultralytics', 'onnxruntime', 'codec.api') if m in sys.modules); "
+            "heavy = sorted(m for m in ('torch', 'ultralytics', 'onnxruntime', 'codec.api', 'psycopg', 'boto3', "
+            "'botocore', 'nats') if m in sys.modules); "
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing cloud.client pulled in: {out.stdout.strip()}"
